@@ -1,0 +1,3 @@
+"""Pacifica Notifications: route data-availability CloudEvents to subscribers."""
+
+__version__ = '1.0.0'

@@ -1,0 +1,119 @@
+"""Command line entry points: ``pacifica-notifications-cmd`` (admin)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from peewee import DatabaseError
+
+from . import eventlog
+from .config import ConfigError, set_config_file
+from .orm import (
+    SCHEMA_MAJOR, SCHEMA_MINOR, DatabaseUnavailable, NotificationSystem, OrmSync, SchemaError,
+)
+
+CMD = 'pacifica-notifications-cmd'
+
+
+def _dbchk(args: argparse.Namespace) -> int:
+    version = NotificationSystem.get_version()
+    good = NotificationSystem.is_equal() if args.equal else NotificationSystem.is_safe()
+    if good:
+        return 0
+    print(f'{CMD}: schema is {version[0]}.{version[1]}, code needs {SCHEMA_MAJOR}.{SCHEMA_MINOR}; '
+          f'run {CMD} dbsync', file=sys.stderr)
+    return -1
+
+
+def _dbsync(_args: argparse.Namespace) -> int:
+    OrmSync.update_tables()
+    return 0
+
+
+def _require_schema() -> None:
+    if not NotificationSystem.is_safe():
+        raise SchemaError(f'the database schema is not current; run {CMD} dbsync')
+
+
+def _eventget(args: argparse.Namespace) -> int:
+    _require_schema()
+    events = eventlog.select_events(
+        eventlog.parse_uuids(args.uuids), args.limit,
+        eventlog.parse_date(args.start_date, args.date_format),
+        eventlog.parse_date(args.end_date, args.date_format))
+    for event in events:
+        print(eventlog.format_event(event))
+    return 0
+
+
+def _eventpurge(args: argparse.Namespace) -> int:
+    _require_schema()
+    deleted = eventlog.purge_events(
+        eventlog.parse_uuids(args.uuids),
+        eventlog.parse_date(args.older_than_date, args.date_format), args.limit)
+    print(f'purged {deleted} event(s)')
+    return 0
+
+
+def _add_config(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument('-c', '--config', default=default, metavar='CONFIG',
+                        help='service INI file (default: $NOTIFICATIONS_CONFIG)')
+
+
+def _add_dates(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('uuids', nargs='*', metavar='UUID', help='event UUIDs')
+    parser.add_argument('--limit', type=int, default=None, help='at most this many events')
+    parser.add_argument('--date-format', default=eventlog.DATE_FORMAT,
+                        help='strptime format of the dates (default: %(default)r, UTC)')
+
+
+def cmd_parser() -> argparse.ArgumentParser:
+    """Build the parser for ``pacifica-notifications-cmd``."""
+    parser = argparse.ArgumentParser(prog=CMD, description='Manage the notifications database.')
+    _add_config(parser, None)
+    sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+
+    def command(name: str, func: Callable, help_text: str) -> argparse.ArgumentParser:
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        _add_config(child, argparse.SUPPRESS)
+        child.set_defaults(func=func)
+        return child
+
+    dbchk = command('dbchk', _dbchk, 'exit 0 if the schema suits this code, -1 if not')
+    dbchk.add_argument('--equal', action='store_true', help='demand the exact version, minor too')
+    command('dbsync', _dbsync, 'create or upgrade the schema')
+    get = command('eventget', _eventget, 'print logged events and their matches')
+    _add_dates(get)
+    get.add_argument('--start-date', help='events received at or after this date')
+    get.add_argument('--end-date', help='events received at or before this date')
+    purge = command('eventpurge', _eventpurge, 'delete logged events and their matches')
+    _add_dates(purge)
+    purge.add_argument('--older-than-date', help='events received before this date')
+    return parser
+
+
+def cmd(argv: Sequence[str] | None = None) -> int:
+    """Run ``pacifica-notifications-cmd``; return its exit status."""
+    args = cmd_parser().parse_args(argv)
+    try:
+        if args.config:
+            set_config_file(args.config)
+        OrmSync.dbconn_blocking()
+        return args.func(args)
+    except (ConfigError, DatabaseUnavailable, SchemaError, eventlog.EventLogError) as exc:
+        print(f'{CMD}: error: {exc}', file=sys.stderr)
+    except DatabaseError as exc:
+        print(f'{CMD}: database error: {str(exc).strip()}', file=sys.stderr)
+    finally:
+        NotificationSystem.database_close()
+    return 1
+
+
+def cmd_main() -> None:
+    """Console script wrapper for :func:`cmd`."""
+    sys.exit(cmd())
+
+
+if __name__ == '__main__':
+    cmd_main()

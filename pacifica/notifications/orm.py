@@ -1,0 +1,275 @@
+"""The ORM module defining the SQL model for notifications.
+
+Importing this module touches no database: models are bound to
+:data:`DB`, a proxy that is pointed at the configured database the first time
+a connection is asked for (:meth:`BaseModel.database_connect`).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+
+from peewee import (
+    CharField, DatabaseError, DatabaseProxy, DateTimeField, ForeignKeyField,
+    ImproperlyConfigured, IntegerField, Model, MySQLDatabase, TextField, UUIDField,
+)
+
+from .config import ConfigError, get_number
+from .database import configured_url, database_from_url
+
+#: The one database every model uses, bound at first use.
+DB = DatabaseProxy()
+
+#: The schema version this code reads and writes.
+SCHEMA_MAJOR = 3
+SCHEMA_MINOR = 0
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached within the configured attempts."""
+
+
+class SchemaError(Exception):
+    """The database schema cannot be used or upgraded by this code."""
+
+
+def utcnow() -> datetime:
+    """Return the current UTC time as a naive datetime (what every column stores)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def bind_database(database=None) -> None:
+    """Point every model at ``database``, or at the configured one when None."""
+    DB.initialize(database if database is not None else database_from_url(configured_url()))
+
+
+class BaseModel(Model):
+    """Common base: the shared database binding and connection handling."""
+
+    class Meta:
+        database = DB
+
+    @classmethod
+    def database_connect(cls) -> None:
+        """Make sure the database is bound and this thread holds a connection.
+
+        Connecting a second time is harmless: an open connection is reused.
+        """
+        if DB.obj is None:
+            bind_database()
+        DB.connect(reuse_if_open=True)
+
+    @classmethod
+    def database_close(cls) -> None:
+        """Close (or return to the pool) this thread's connection.
+
+        Closing an already closed connection is not a problem.
+        """
+        if DB.obj is not None and not DB.is_closed():
+            DB.close()
+
+    @classmethod
+    def atomic(cls):
+        """Return a transaction context for the bound database."""
+        return DB.atomic()
+
+
+class EventMatch(BaseModel):
+    """A user's subscription: events matching ``jsonpath`` go to ``target_url``."""
+
+    uuid = UUIDField(primary_key=True, default=uuid.uuid4)
+    name = CharField()
+    jsonpath = TextField()
+    user = CharField(index=True)
+    target_url = TextField()
+    auth = TextField(default='{}')
+    extensions = TextField(default='{}')
+    version = CharField(default='v0.1')
+    error = TextField(null=True)
+    disabled = DateTimeField(null=True)
+    created = DateTimeField(default=utcnow)
+    updated = DateTimeField(default=utcnow)
+    deleted = DateTimeField(null=True)
+
+
+class EventLog(BaseModel):
+    """An event as received, kept until purged."""
+
+    uuid = UUIDField(primary_key=True, default=uuid.uuid4)
+    jsondata = TextField()
+    created = DateTimeField(default=utcnow, index=True)
+
+
+class EventLogMatch(BaseModel):
+    """What happened to one event for one matching subscription."""
+
+    uuid = UUIDField(primary_key=True, default=uuid.uuid4)
+    event_log = ForeignKeyField(EventLog, backref='event_matches')
+    event_match = ForeignKeyField(EventMatch, backref='event_logs')
+    policy_status_code = TextField(null=True)
+    policy_resp_body = TextField(null=True)
+    target_status_code = TextField(null=True)
+    target_resp_body = TextField(null=True)
+    created = DateTimeField(default=utcnow)
+
+
+class NotificationSystem(BaseModel):
+    """Notification schema version: one row per part ('major', 'minor')."""
+
+    part = CharField(primary_key=True, max_length=16)
+    value = IntegerField()
+
+    @classmethod
+    def get_version(cls) -> tuple[int, int]:
+        """Get the current schema version as a tuple ((0, 0) before versioning began)."""
+        if not cls.table_exists():
+            return (0, 0)
+        parts = {row.part: row.value for row in cls.select()}
+        return (parts.get('major', 0), parts.get('minor', 0))
+
+    @classmethod
+    def set_version(cls, version: tuple[int, int]) -> None:
+        """Record ``version`` as the database's schema version."""
+        existing = {row.part for row in cls.select(cls.part)}
+        for part, value in zip(('major', 'minor'), version):
+            if part in existing:
+                cls.update(value=value).where(cls.part == part).execute()
+            else:
+                cls.create(part=part, value=value)
+
+    @classmethod
+    def get_or_create_version(cls) -> tuple[int, int]:
+        """Set or create the current version of the schema."""
+        cls.set_version((SCHEMA_MAJOR, SCHEMA_MINOR))
+        return (SCHEMA_MAJOR, SCHEMA_MINOR)
+
+    @classmethod
+    def is_equal(cls) -> bool:
+        """Check that the schema version matches the code version exactly."""
+        return cls.get_version() == (SCHEMA_MAJOR, SCHEMA_MINOR)
+
+    @classmethod
+    def is_safe(cls) -> bool:
+        """Check that the schema's major version is the one the code needs."""
+        return cls.get_version()[0] == SCHEMA_MAJOR
+
+
+#: Every table of the current schema, in creation order.
+MODELS = (EventMatch, NotificationSystem, EventLog, EventLogMatch)
+
+
+def _step(database):
+    """Return a transaction for one schema step; MySQL commits DDL by itself."""
+    if isinstance(database, MySQLDatabase):
+        return _NoTransaction()
+    return database.atomic()
+
+
+class _NoTransaction:
+    """A do-nothing context for databases whose DDL cannot be rolled back."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class OrmSync:
+    """Special module for syncing the orm.
+
+    ``versions`` lists every schema version in order; the step from one to
+    the next is the method ``update_<from>_to_<to>`` named by their tuples.
+    Each step runs in its own transaction (except on MySQL/MariaDB, where DDL
+    commits implicitly) and records the version it reached, so an interrupted
+    upgrade resumes where it stopped.
+    """
+
+    versions = [(0, 0), (1, 0), (2, 0), (3, 0)]
+
+    @staticmethod
+    def dbconn_blocking() -> None:
+        """Wait for the database connection, ``connect_attempts`` tries ``connect_wait`` apart."""
+        attempts = max(1, int(get_number('database', 'connect_attempts')))
+        wait = float(get_number('database', 'connect_wait', float))
+        for attempt in range(1, attempts + 1):
+            try:
+                BaseModel.database_connect()
+                return
+            except ImproperlyConfigured as exc:
+                raise ConfigError(f'database driver missing: {exc}') from None
+            except DatabaseError as exc:
+                if attempt == attempts:
+                    raise DatabaseUnavailable(
+                        f'database unavailable after {attempts} attempt(s): {str(exc).strip()}'
+                    ) from None
+                time.sleep(wait)
+
+    @staticmethod
+    def update_0_0_to_1_0() -> None:
+        """Update by adding the new table that records the schema version."""
+        NotificationSystem.create_table()
+
+    @staticmethod
+    def update_1_0_to_2_0() -> None:
+        """Update by adding the auth column to subscriptions."""
+        from playhouse.migrate import SchemaMigrator, migrate
+        migrate(SchemaMigrator.from_database(DB.obj).add_column(
+            EventMatch._meta.table_name, 'auth', TextField(default='{}')))
+
+    @staticmethod
+    def update_2_0_to_3_0() -> None:
+        """Update by adding the event log tables, as they were at 3.0."""
+        DB.create_tables(_log_tables_3_0())
+
+    @classmethod
+    def update_tables(cls) -> tuple[int, int]:
+        """Create or upgrade the schema to the current version and return it."""
+        database = DB.obj
+        if not EventMatch.table_exists():
+            with _step(database):
+                DB.create_tables(MODELS)
+                NotificationSystem.get_or_create_version()
+            return (SCHEMA_MAJOR, SCHEMA_MINOR)
+        current = NotificationSystem.get_version()
+        if current not in cls.versions:
+            raise SchemaError(
+                f'database schema {current[0]}.{current[1]} is unknown to this code '
+                f'(which knows up to {SCHEMA_MAJOR}.{SCHEMA_MINOR})')
+        start = cls.versions.index(current)
+        for old, new in zip(cls.versions[start:], cls.versions[start + 1:]):
+            step = getattr(cls, f'update_{old[0]}_{old[1]}_to_{new[0]}_{new[1]}')
+            with _step(database):
+                step()
+                NotificationSystem.set_version(new)
+        return cls.versions[-1]
+
+
+def _log_tables_3_0() -> list[type[Model]]:
+    """Return the event log tables exactly as schema 3.0 defined them."""
+
+    class EventLog30(Model):
+        uuid = UUIDField(primary_key=True)
+        jsondata = TextField()
+        created = DateTimeField(index=True)
+
+        class Meta:
+            database = DB
+            table_name = EventLog._meta.table_name
+
+    class EventLogMatch30(Model):
+        uuid = UUIDField(primary_key=True)
+        event_log = ForeignKeyField(EventLog30)
+        event_match = ForeignKeyField(EventMatch)
+        policy_status_code = TextField(null=True)
+        policy_resp_body = TextField(null=True)
+        target_status_code = TextField(null=True)
+        target_resp_body = TextField(null=True)
+        created = DateTimeField()
+
+        class Meta:
+            database = DB
+            table_name = EventLogMatch._meta.table_name
+
+    return [EventLog30, EventLogMatch30]
