@@ -28,6 +28,7 @@ setup(
     },
     entry_points={
         'console_scripts': [
+            'pacifica-notifications=pacifica.notifications.__main__:server_main',
             'pacifica-notifications-cmd=pacifica.notifications.__main__:cmd_main',
         ],
     },

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,44 +15,39 @@ from pacifica.notifications import orm
 from pacifica.notifications.config import get_config
 from pacifica.notifications.database import database_from_url
 
+from .procs import script
+
 TABLES = ('eventlogmatch', 'eventlog', 'notificationsystem', 'eventmatch')
 FIXTURES = Path(__file__).parent / 'fixtures'
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """The database under test: ``TEST_PEEWEE_URL`` or a fresh SQLite file."""
-    return os.environ.get('TEST_PEEWEE_URL') or f"sqlite:///{tmp_path / 'test.sqlite3'}"
+def make_db_url(folder: Path) -> str:
+    """The database under test: ``TEST_PEEWEE_URL`` or a SQLite file in ``folder``."""
+    return os.environ.get('TEST_PEEWEE_URL') or f"sqlite:///{folder / 'test.sqlite3'}"
 
 
-@pytest.fixture
-def service_env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Environment for this test's processes (and this one): its own database and data folder."""
-    env = {
+def make_env(folder: Path, db_url: str) -> dict:
+    """Settings for the service's processes: this database, a private data folder, no waiting."""
+    return {
         'PEEWEE_URL': db_url,
-        'NOTIFICATIONS_DATA_DIR': str(tmp_path / 'data'),
+        'NOTIFICATIONS_DATA_DIR': str(folder / 'data'),
         'DATABASE_CONNECT_ATTEMPTS': '1',
         'DATABASE_CONNECT_WAIT': '0',
     }
-    monkeypatch.delenv('NOTIFICATIONS_CONFIG', raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    get_config.cache_clear()
-    yield {**os.environ, **env}
-    get_config.cache_clear()
 
 
-@pytest.fixture
-def database(service_env: dict, db_url: str):
-    """The ORM bound to an empty test database; tables are dropped before and after."""
+def child_env(settings: dict) -> dict:
+    """The environment for a child process: ours minus any service config, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if k != 'NOTIFICATIONS_CONFIG'}
+    return {**env, **settings}
+
+
+def bind_empty(db_url: str):
+    """Bind the ORM to the test database with none of our tables in it."""
     db = database_from_url(db_url)
     orm.bind_database(db)
     drop_tables(db)
-    yield db
-    drop_tables(db)
-    db.close()
-    if hasattr(db, 'close_all'):
-        db.close_all()
+    return db
 
 
 def drop_tables(db) -> None:
@@ -62,6 +56,40 @@ def drop_tables(db) -> None:
     for table in TABLES:
         db.execute_sql(f'DROP TABLE IF EXISTS {table}')
     db.close()
+
+
+def release(db) -> None:
+    """Close every connection the test process holds."""
+    if not db.is_closed():
+        db.close()
+    if hasattr(db, 'close_all'):
+        db.close_all()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return make_db_url(tmp_path)
+
+
+@pytest.fixture
+def service_env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Environment for this test's processes (and this one): its own database and data folder."""
+    settings = make_env(tmp_path, db_url)
+    monkeypatch.delenv('NOTIFICATIONS_CONFIG', raising=False)
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    get_config.cache_clear()
+    yield child_env(settings)
+    get_config.cache_clear()
+
+
+@pytest.fixture
+def database(service_env: dict, db_url: str):
+    """The ORM bound to an empty test database; tables are dropped before and after."""
+    db = bind_empty(db_url)
+    yield db
+    drop_tables(db)
+    release(db)
 
 
 @pytest.fixture
@@ -77,10 +105,3 @@ def run_cmd(env: dict, *args: str) -> subprocess.CompletedProcess:
     """Run ``pacifica-notifications-cmd`` as a user would and capture what it says."""
     return subprocess.run([script('pacifica-notifications-cmd'), *args], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
-
-
-def script(name: str) -> str:
-    """Path of an installed console script of this environment."""
-    path = Path(sys.executable).parent / name
-    assert path.exists(), f'{name} is not installed: pip install -e .'
-    return str(path)

@@ -1,4 +1,5 @@
-"""Command line entry points: ``pacifica-notifications-cmd`` (admin)."""
+"""Command line entry points: ``pacifica-notifications`` (the server) and
+``pacifica-notifications-cmd`` (administration)."""
 from __future__ import annotations
 
 import argparse
@@ -8,12 +9,15 @@ from typing import Callable, Sequence
 from peewee import DatabaseError
 
 from . import eventlog
+from .app import check_database, serve
 from .config import ConfigError, set_config_file
+from .globals import CHERRYPY_CONFIG
 from .orm import (
     SCHEMA_MAJOR, SCHEMA_MINOR, DatabaseUnavailable, NotificationSystem, OrmSync, SchemaError,
 )
 
 CMD = 'pacifica-notifications-cmd'
+SERVER = 'pacifica-notifications'
 
 
 def _dbchk(args: argparse.Namespace) -> int:
@@ -115,5 +119,35 @@ def cmd_main() -> None:
     sys.exit(cmd())
 
 
+def server_parser() -> argparse.ArgumentParser:
+    """Build the parser for ``pacifica-notifications``."""
+    parser = argparse.ArgumentParser(prog=SERVER, description='Run the notifications server.')
+    parser.add_argument('-c', '--config', '--cpconfig', dest='config', default=CHERRYPY_CONFIG,
+                        help='cherrypy config file')
+    parser.add_argument('-p', '--port', type=int, default=None, help='port to listen on')
+    parser.add_argument('-a', '--address', default=None, help='address to listen on')
+    parser.add_argument('--notifications-config', metavar='FILE', default=None,
+                        help='service INI file (default: $NOTIFICATIONS_CONFIG)')
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pacifica-notifications``: check the schema, then serve until stopped."""
+    args = server_parser().parse_args(argv)
+    if args.notifications_config:
+        set_config_file(args.notifications_config)
+    problem = check_database()
+    if problem:
+        print(f'{SERVER}: cannot start: {problem}', file=sys.stderr)
+        return 1
+    serve(args.config, args.address, args.port)
+    return 0
+
+
+def server_main() -> None:
+    """Console script wrapper for :func:`main`."""
+    sys.exit(main())
+
+
 if __name__ == '__main__':
-    cmd_main()
+    server_main()

@@ -27,6 +27,7 @@ SETTINGS: dict[tuple[str, str], tuple[str, str | None]] = {
     ('DEFAULT', 'default_user'): ('DEFAULT_USER', 'anonymous'),
     ('notifications', 'policy_url'): ('POLICY_URL', None),
     ('notifications', 'user_header'): ('USER_HEADER', 'Http-Remote-User'),
+    ('notifications', 'max_request_bytes'): ('MAX_REQUEST_BYTES', str(1024 * 1024)),
     ('celery', 'broker_url'): ('BROKER_URL', None),
     ('celery', 'backend_url'): ('BACKEND_URL', None),
     ('database', 'peewee_url'): ('PEEWEE_URL', None),

@@ -6,6 +6,7 @@ a connection is asked for (:meth:`BaseModel.database_connect`).
 """
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ from peewee import (
     ImproperlyConfigured, IntegerField, Model, MySQLDatabase, TextField, UUIDField,
 )
 
+from . import jsonpath
 from .config import ConfigError, get_number
 from .database import configured_url, database_from_url
 
@@ -37,6 +39,25 @@ class SchemaError(Exception):
 def utcnow() -> datetime:
     """Return the current UTC time as a naive datetime (what every column stores)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+#: What a response shows instead of a stored password or credential.
+SECRET_MASK = '********'
+
+#: Per auth type: the settings key and the field in it that is secret.
+AUTH_SECRETS = {'basic': ('basic', 'password'), 'header': ('header', 'credentials')}
+
+
+def mask_auth(auth: dict) -> dict:
+    """Return ``auth`` with its secret replaced by :data:`SECRET_MASK`."""
+    if auth.get('type') not in AUTH_SECRETS:
+        return dict(auth)
+    key, secret = AUTH_SECRETS[auth['type']]
+    return {**auth, key: {**auth[key], secret: SECRET_MASK}}
 
 
 def bind_database(database=None) -> None:
@@ -91,6 +112,36 @@ class EventMatch(BaseModel):
     created = DateTimeField(default=utcnow)
     updated = DateTimeField(default=utcnow)
     deleted = DateTimeField(null=True)
+
+    def auth_dict(self) -> dict:
+        """Return the stored auth settings, secrets included (for delivery only)."""
+        return json.loads(self.auth or '{}')
+
+    def extensions_dict(self) -> dict:
+        """Return the extensions merged into every event this subscription receives."""
+        return json.loads(self.extensions or '{}')
+
+    def to_hash(self) -> dict:
+        """Convert the object to a json serializable hash, secrets masked."""
+        return {
+            'uuid': str(self.uuid),
+            'user': self.user,
+            'name': self.name,
+            'jsonpath': self.jsonpath,
+            'target_url': self.target_url,
+            'auth': mask_auth(self.auth_dict()),
+            'extensions': self.extensions_dict(),
+            'version': self.version,
+            'created': _iso(self.created),
+            'updated': _iso(self.updated),
+            'disabled': _iso(self.disabled),
+            'deleted': _iso(self.deleted),
+            'error': self.error,
+        }
+
+    def validate_jsonpath(self) -> None:
+        """Validate the jsonpath string (raises :class:`JsonPathError`)."""
+        jsonpath.parse(self.jsonpath)
 
 
 class EventLog(BaseModel):

@@ -1,0 +1,173 @@
+"""CherryPy module containing classes for the REST interface.
+
+Handlers turn HTTP into calls on :mod:`subscriptions` and :mod:`intake` and
+their results back into JSON; every error, expected or not, leaves as a JSON
+object with ``status`` and ``message``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import cherrypy
+from peewee import InterfaceError, OperationalError
+
+from . import __version__, intake, subscriptions
+from .config import get_config
+from .errors import ClientError, UnsupportedMediaType
+
+LOG = logging.getLogger(__name__)
+
+#: Media types accepted as JSON bodies (parameters such as charset are allowed).
+JSON_TYPES = ('application/json', 'application/cloudevents+json')
+
+#: Deepest nesting accepted in a body; real events nest three or four levels.
+MAX_DEPTH = 64
+
+
+def encode_text(thing_obj: Any) -> bytes:
+    """Encode the object as UTF-8 JSON bytes."""
+    return json.dumps(thing_obj, ensure_ascii=False).encode('utf-8')
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f'{name} is not valid JSON')
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(node, dict):
+            stack.extend((child, level + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, level + 1) for child in node)
+    return deepest
+
+
+def read_json_object() -> dict:
+    """Read the request body as a JSON object, or raise a :class:`ClientError` saying why."""
+    content_type = cherrypy.request.headers.get('Content-Type', '')
+    if content_type.split(';', 1)[0].strip().lower() not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {content_type or 'missing'!r}")
+    raw = cherrypy.request.body.read()
+    try:
+        body = json.loads(raw.decode('utf-8'), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise ClientError('body is not valid UTF-8') from None
+    except RecursionError:
+        raise ClientError(f'body nests deeper than {MAX_DEPTH} levels') from None
+    except ValueError as exc:
+        raise ClientError(f'body is not valid JSON: {exc}') from None
+    if not isinstance(body, dict):
+        raise ClientError(f'body must be a JSON object, not {type(body).__name__}')
+    if _depth(body) > MAX_DEPTH:
+        raise ClientError(f'body nests deeper than {MAX_DEPTH} levels')
+    return body
+
+
+def get_remote_user() -> str:
+    """Get the remote user from the configured request header, else the default user."""
+    config = get_config()
+    user = cherrypy.request.headers.get(config.get('notifications', 'user_header'), '').strip()
+    if len(user) > 255:
+        raise ClientError('remote user name is longer than 255 characters')
+    return user or config.get('notifications', 'default_user')
+
+
+def client_errors(handler):
+    """Turn :class:`ClientError` from a handler into the HTTP error it names."""
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except ClientError as exc:
+            raise cherrypy.HTTPError(exc.status, str(exc)) from None
+    wrapper.__name__, wrapper.__doc__ = handler.__name__, handler.__doc__
+    return wrapper
+
+
+class EventMatch:
+    """CherryPy EventMatch endpoint: one user's subscriptions."""
+
+    exposed = True
+    json_schema = subscriptions.SCHEMA
+
+    @staticmethod
+    def _http_get(event_uuid: str):
+        """Internal get subscription by UUID (the caller's own) and return the peewee obj."""
+        return subscriptions.visible(get_remote_user(), event_uuid)
+
+    @cherrypy.tools.json_out()
+    @client_errors
+    def GET(self, event_uuid: str | None = None):
+        """Return one subscription, or the caller's live subscriptions as a list."""
+        if event_uuid is None:
+            return [sub.to_hash() for sub in subscriptions.live_for(get_remote_user())]
+        return self._http_get(event_uuid).to_hash()
+
+    @cherrypy.tools.json_out()
+    @client_errors
+    def POST(self):
+        """Create a subscription owned by the caller."""
+        user = get_remote_user()
+        return subscriptions.create(user, read_json_object()).to_hash()
+
+    @cherrypy.tools.json_out()
+    @client_errors
+    def PUT(self, event_uuid: str):
+        """Update the given fields of a subscription."""
+        sub = self._http_get(event_uuid)
+        return subscriptions.update(sub, read_json_object()).to_hash()
+
+    @cherrypy.tools.json_out()
+    @client_errors
+    def DELETE(self, event_uuid: str):
+        """Delete the subscription (it stays in the log, marked deleted)."""
+        return subscriptions.delete(self._http_get(event_uuid)).to_hash()
+
+
+class ReceiveEvent:
+    """CherryPy Receive Event object: the producer's way in."""
+
+    exposed = True
+    event_json_schema: dict = {}
+
+    @cherrypy.tools.json_out()
+    @client_errors
+    def POST(self):
+        """Store the event before answering, then hand it to the pipeline."""
+        event = intake.store_event(read_json_object())
+        return {'status': 'accepted', 'uuid': str(event.uuid)}
+
+
+class Root:
+    """CherryPy Root Object (not itself exposed, so unknown paths are 404)."""
+
+    eventmatch = EventMatch()
+    receive = ReceiveEvent()
+
+
+def error_page_default(status: str, message: str, traceback: str, version: str) -> str:
+    """The default error page: always JSON, the traceback only when CherryPy shows them."""
+    cherrypy.response.headers['Content-Type'] = 'application/json'
+    body = {'status': status, 'message': message, 'version': __version__}
+    if cherrypy.request.show_tracebacks and traceback:
+        body['traceback'] = traceback
+    return json.dumps(body)
+
+
+def error_response() -> None:
+    """Answer an unexpected exception: 503 when the database is down, else a bare 500."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        LOG.warning('database unavailable: %s', exc)
+        status, message = 503, 'the database is unavailable; try again shortly'
+    else:
+        cherrypy.log('unexpected error', traceback=True, severity=logging.ERROR)
+        status, message = 500, 'internal error; see the server log'
+    cherrypy.HTTPError(status, message).set_response()

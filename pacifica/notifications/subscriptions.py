@@ -1,0 +1,179 @@
+"""Subscriptions (event matches): the rules for creating, reading and changing them.
+
+The REST layer turns HTTP into calls here and :class:`ClientError` back into
+statuses; nothing here knows about HTTP.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from urllib.parse import urlparse
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from .errors import ClientError, NotVisible
+from .jsonpath import JsonPathError, parse as parse_jsonpath
+from .orm import AUTH_SECRETS, SECRET_MASK, EventMatch, utcnow
+
+#: Fields the service sets; a client may echo them back unchanged, never change them.
+READ_ONLY = ('uuid', 'user', 'created', 'updated', 'deleted', 'version')
+
+#: Fields a new subscription must have.
+REQUIRED = ('name', 'jsonpath', 'target_url')
+
+_NO_CRLF = r'^[^\r\n]*$'
+
+AUTH_SCHEMA = {
+    'type': 'object',
+    'properties': {
+        'type': {'enum': sorted(AUTH_SECRETS)},
+        'basic': {
+            'type': 'object',
+            'properties': {'username': {'type': 'string', 'pattern': _NO_CRLF},
+                           'password': {'type': 'string', 'pattern': _NO_CRLF}},
+            'required': ['username', 'password'],
+            'additionalProperties': False,
+        },
+        'header': {
+            'type': 'object',
+            'properties': {'type': {'type': 'string', 'pattern': r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},
+                           'credentials': {'type': 'string', 'pattern': _NO_CRLF}},
+            'required': ['type', 'credentials'],
+            'additionalProperties': False,
+        },
+    },
+    'additionalProperties': False,
+    'allOf': [
+        {'if': {'required': ['type'], 'properties': {'type': {'const': 'basic'}}},
+         'then': {'required': ['basic'], 'properties': {'header': False}}},
+        {'if': {'required': ['type'], 'properties': {'type': {'const': 'header'}}},
+         'then': {'required': ['header'], 'properties': {'basic': False}}},
+        {'if': {'not': {'required': ['type']}}, 'then': {'maxProperties': 0}},
+    ],
+}
+
+#: What a client may send (read-only fields are handled before this).
+SCHEMA = {
+    'type': 'object',
+    'properties': {
+        'name': {'type': 'string', 'minLength': 1, 'maxLength': 255},
+        'jsonpath': {'type': 'string', 'minLength': 1, 'maxLength': 4096},
+        'target_url': {'type': 'string', 'minLength': 1, 'maxLength': 2048},
+        'auth': AUTH_SCHEMA,
+        'extensions': {'type': 'object'},
+        'disabled': {'type': 'null'},
+        'error': {'type': 'null'},
+    },
+    'additionalProperties': False,
+}
+
+_VALIDATOR = Draft202012Validator(SCHEMA)
+
+
+def _schema_message(error) -> str:
+    where = '.'.join(str(part) for part in error.absolute_path) or 'body'
+    if error.validator == 'maxProperties':
+        return f"{where}: needs a 'type' ('basic' or 'header'), or must be {{}}"
+    if error.validator == 'type' and error.validator_value == 'null':
+        return f'{where}: can only be set to null (to re-enable the subscription)'
+    if error.validator == 'pattern':
+        return f'{where}: {error.instance!r} contains characters not allowed here'
+    return f'{where}: {error.message}'
+
+
+def validate(body: dict) -> None:
+    """Check a client's fields against :data:`SCHEMA`, the jsonpath parser and URL rules."""
+    error = best_match(_VALIDATOR.iter_errors(body))
+    if error is not None:
+        raise ClientError(_schema_message(error))
+    if 'jsonpath' in body:
+        try:
+            parse_jsonpath(body['jsonpath'])
+        except JsonPathError as exc:
+            raise ClientError(f'jsonpath: {exc}') from None
+    if 'target_url' in body:
+        url = urlparse(body['target_url'])
+        if url.scheme not in ('http', 'https') or not url.hostname:
+            raise ClientError(f"target_url: {body['target_url']!r} is not an absolute http(s) URL")
+
+
+def _drop_read_only(body: dict, current: dict | None) -> dict:
+    """Return ``body`` without read-only fields, refusing any that would change."""
+    changed = [key for key in READ_ONLY if key in body and (current is None or body[key] != current[key])]
+    if changed:
+        raise ClientError(f"read-only field(s) cannot be set: {', '.join(changed)}")
+    return {key: value for key, value in body.items() if key not in READ_ONLY}
+
+
+def _unmask(auth: dict, stored: dict) -> dict:
+    """Keep the stored secret where the client sent back the mask it was shown."""
+    if auth.get('type') != stored.get('type') or auth.get('type') not in AUTH_SECRETS:
+        return auth
+    key, secret = AUTH_SECRETS[auth['type']]
+    if auth[key][secret] != SECRET_MASK:
+        return auth
+    return {**auth, key: {**auth[key], secret: stored[key][secret]}}
+
+
+def _apply(sub: EventMatch, fields: dict) -> None:
+    for key in ('name', 'jsonpath', 'target_url', 'disabled', 'error'):
+        if key in fields:
+            setattr(sub, key, fields[key])
+    if 'auth' in fields:
+        sub.auth = json.dumps(_unmask(fields['auth'], sub.auth_dict()))
+    if 'extensions' in fields:
+        sub.extensions = json.dumps(fields['extensions'])
+
+
+def create(user: str, body: dict) -> EventMatch:
+    """Create a subscription owned by ``user`` from a client's body."""
+    fields = _drop_read_only(body, None)
+    validate(fields)
+    missing = [key for key in REQUIRED if key not in fields]
+    if missing:
+        raise ClientError(f"missing required field(s): {', '.join(missing)}")
+    now = utcnow()
+    sub = EventMatch(user=user, created=now, updated=now)
+    _apply(sub, fields)
+    sub.save(force_insert=True)
+    return sub
+
+
+def parse_uuid(value: str) -> uuid.UUID:
+    """Parse a subscription UUID from a URL path."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ClientError(f'not a UUID: {value!r}') from None
+
+
+def visible(user: str, sub_uuid: str) -> EventMatch:
+    """Return ``user``'s live subscription, or raise :class:`NotVisible`."""
+    sub = EventMatch.get_or_none(EventMatch.uuid == parse_uuid(sub_uuid))
+    if sub is None or sub.user != user or sub.deleted is not None:
+        raise NotVisible(f'subscription {sub_uuid} is not yours to see or change')
+    return sub
+
+
+def live_for(user: str) -> list[EventMatch]:
+    """Return ``user``'s subscriptions that are not deleted, oldest first."""
+    query = EventMatch.select().where((EventMatch.user == user) & EventMatch.deleted.is_null())
+    return list(query.order_by(EventMatch.created, EventMatch.uuid))
+
+
+def update(sub: EventMatch, body: dict) -> EventMatch:
+    """Change the fields a client sent; read-only ones may only be echoed back."""
+    fields = _drop_read_only(body, sub.to_hash())
+    validate(fields)
+    _apply(sub, fields)
+    sub.updated = utcnow()
+    sub.save()
+    return sub
+
+
+def delete(sub: EventMatch) -> EventMatch:
+    """Soft-delete: the row stays for the event log, the subscription stops."""
+    sub.deleted = sub.updated = utcnow()
+    sub.save()
+    return sub

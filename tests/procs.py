@@ -1,0 +1,95 @@
+"""Real processes for tests: start them on ephemeral loopback ports, wait, stop by PID."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], object], timeout: float = 30.0, interval: float = 0.05,
+               what: str = 'condition'):
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out after {timeout}s waiting for {what}')
+        time.sleep(interval)
+
+
+def script(name: str) -> str:
+    """Path of an installed console script of this environment."""
+    path = Path(sys.executable).parent / name
+    assert path.exists(), f'{name} is not installed: pip install -e .'
+    return str(path)
+
+
+class Service:
+    """A process serving HTTP on 127.0.0.1:port, with its output kept in a log file."""
+
+    def __init__(self, args: list[str], env: dict, port: int, log: Path, cwd: Path | None = None):
+        self.port = port
+        self.url = f'http://127.0.0.1:{port}'
+        self.log = log
+        self._out = open(log, 'wb')
+        self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, path: str = '/eventmatch', timeout: float = 60.0) -> 'Service':
+        """Wait until the service answers HTTP (any status) or its process dies."""
+        def answering():
+            if self.proc.poll() is not None:
+                raise AssertionError(f'process exited {self.proc.returncode}: {self.output()}')
+            try:
+                return requests.get(self.url + path, timeout=2) is not None
+            except requests.ConnectionError:
+                return False
+        wait_until(answering, timeout, what=f'{self.url} to answer')
+        return self
+
+    def output(self) -> str:
+        self._out.flush()
+        return self.log.read_text(errors='replace')[-4000:]
+
+    def stop(self) -> None:
+        """Stop the whole process group: TERM, then KILL if it lingers."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+        self._out.close()
+
+
+def notifications_server(env: dict, log: Path, *extra: str, cwd: Path | None = None) -> Service:
+    """Start ``pacifica-notifications`` on a free port."""
+    port = free_port()
+    return Service([script('pacifica-notifications'), '-p', str(port), *extra], env, port, log, cwd)
+
+
+def uwsgi_server(env: dict, log: Path) -> Service:
+    """Start the WSGI module under uWSGI, as the seed deploys it."""
+    port = free_port()
+    args = [script('uwsgi'), '--http-socket', f'127.0.0.1:{port}', '--master',
+            '--module', 'pacifica.notifications.wsgi', '--virtualenv', sys.prefix,
+            '--processes', '2', '--threads', '4', '--need-app', '--die-on-term',
+            '--disable-logging']
+    return Service(args, env, port, log)

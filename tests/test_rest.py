@@ -1,0 +1,293 @@
+"""The REST API over real HTTP: every example of the seed's Example Usage, and every error.
+
+The whole module runs twice: against ``pacifica-notifications`` (CherryPy's own
+server) and against the WSGI module under uWSGI.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+import pytest
+import requests
+
+from pacifica.notifications.orm import EventLog, EventMatch, OrmSync, SECRET_MASK
+
+from .conftest import FIXTURES, bind_empty, child_env, drop_tables, make_db_url, make_env, release
+from .procs import notifications_server, uwsgi_server
+
+SEED_CREATE = {'name': 'My Event Match', 'jsonpath': 'data',
+               'target_url': 'http://www.example.com/receive'}
+SEED_AUTH = {'type': 'basic', 'basic': {'username': 'myusername', 'password': 'password'}}
+FIELDS = {'user', 'updated', 'uuid', 'deleted', 'version', 'jsonpath', 'disabled', 'created',
+          'name', 'extensions', 'auth', 'target_url', 'error'}
+
+
+@pytest.fixture(scope='module', params=['cherrypy', 'uwsgi'])
+def api(request, tmp_path_factory):
+    """A synced database and a real server in front of it; yields the base URL."""
+    folder = tmp_path_factory.mktemp(request.param)
+    url = make_db_url(folder)
+    db = bind_empty(url)
+    db.connect(reuse_if_open=True)
+    OrmSync.update_tables()
+    db.close()
+    start = notifications_server if request.param == 'cherrypy' else uwsgi_server
+    server = start(child_env(make_env(folder, url)), folder / 'server.log').wait_ready()
+    yield server.url
+    server.stop()
+    drop_tables(db)
+    release(db)
+
+
+class Client:
+    """One remote user talking to the API."""
+
+    def __init__(self, base: str, user: str | None):
+        self.base = base
+        self.headers = {'Http-Remote-User': user} if user else {}
+
+    def call(self, method: str, path: str = '/eventmatch', body=None, raw: bytes | None = None,
+             content_type: str = 'application/json') -> requests.Response:
+        headers = dict(self.headers)
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        if data is not None:
+            headers['Content-Type'] = content_type
+        return requests.request(method, self.base + path, data=data, headers=headers, timeout=30)
+
+    def create(self, **fields) -> dict:
+        resp = self.call('POST', body={**SEED_CREATE, **fields})
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+
+@pytest.fixture
+def alice(api):
+    return Client(api, f'alice-{uuid.uuid4().hex[:8]}')
+
+
+@pytest.fixture
+def bob(api):
+    return Client(api, f'bob-{uuid.uuid4().hex[:8]}')
+
+
+def assert_json_error(resp: requests.Response, status: int, text: str = '') -> None:
+    assert resp.status_code == status, resp.text
+    assert resp.headers['Content-Type'].startswith('application/json')
+    body = resp.json()
+    assert body['status'].startswith(str(status)) and 'traceback' not in body
+    assert text in body['message'], body['message']
+
+
+def test_create_seed_example(alice):
+    resp = alice.call('POST', body=SEED_CREATE)
+    assert resp.status_code == 200 and resp.headers['Content-Type'].startswith('application/json')
+    sub = resp.json()
+    assert set(sub) == FIELDS
+    assert {k: sub[k] for k in ('user', 'name', 'jsonpath', 'target_url', 'version')} == {
+        'user': alice.headers['Http-Remote-User'], 'name': 'My Event Match', 'jsonpath': 'data',
+        'target_url': 'http://www.example.com/receive', 'version': 'v0.1'}
+    assert (sub['deleted'], sub['disabled'], sub['error'], sub['auth'], sub['extensions']) == (
+        None, None, None, {}, {})
+    assert sub['created'] == sub['updated']
+    datetime.fromisoformat(sub['created'])
+    uuid.UUID(sub['uuid'])
+
+
+def test_create_with_auth_masks_the_secret(alice):
+    sub = alice.create(auth=SEED_AUTH)
+    assert sub['auth'] == {'type': 'basic', 'basic': {'username': 'myusername', 'password': SECRET_MASK}}
+    assert 'password"' not in alice.call('GET', f"/eventmatch/{sub['uuid']}").text.replace(
+        '"password": "********"', '')
+    stored = EventMatch.get_by_id(uuid.UUID(sub['uuid']))
+    assert stored.auth_dict() == SEED_AUTH
+
+
+def test_header_auth_masked(alice):
+    auth = {'type': 'header', 'header': {'type': 'Bearer', 'credentials': 's3cret'}}
+    sub = alice.create(auth=auth)
+    assert sub['auth'] == {'type': 'header', 'header': {'type': 'Bearer', 'credentials': SECRET_MASK}}
+    assert 's3cret' not in json.dumps(alice.call('GET').json())
+
+
+def test_get_one_and_list(alice):
+    assert alice.call('GET').json() == []
+    first, second = alice.create(name='one'), alice.create(name='two')
+    assert alice.call('GET', f"/eventmatch/{first['uuid']}").json() == first
+    assert alice.call('GET').json() == [first, second]
+
+
+def test_update_seed_example(alice):
+    sub = alice.create()
+    resp = alice.call('PUT', f"/eventmatch/{sub['uuid']}", {'target_url': 'http://api.example.com/receive'})
+    assert resp.status_code == 200, resp.text
+    new = resp.json()
+    assert new['target_url'] == 'http://api.example.com/receive'
+    assert new['updated'] > sub['updated']
+    assert {k: v for k, v in new.items() if k not in ('target_url', 'updated')} == {
+        k: v for k, v in sub.items() if k not in ('target_url', 'updated')}
+    assert alice.call('GET', f"/eventmatch/{sub['uuid']}").json() == new
+
+
+def test_update_every_editable_field(alice):
+    sub = alice.create()
+    change = {'name': 'renamed', 'jsonpath': '$.data[*][?(@.mimetype = "text/plain")]',
+              'auth': {'type': 'header', 'header': {'type': 'Token', 'credentials': 'abc'}},
+              'extensions': {'comExampleExtension': 'mine'}}
+    new = alice.call('PUT', f"/eventmatch/{sub['uuid']}", change).json()
+    assert (new['name'], new['jsonpath'], new['extensions']) == (
+        'renamed', change['jsonpath'], change['extensions'])
+    assert new['auth']['header'] == {'type': 'Token', 'credentials': SECRET_MASK}
+
+
+def test_put_back_what_get_returned_keeps_the_secret(alice):
+    sub = alice.create(auth=SEED_AUTH)
+    resp = alice.call('PUT', f"/eventmatch/{sub['uuid']}", {**sub, 'name': 'again'})
+    assert resp.status_code == 200, resp.text
+    assert EventMatch.get_by_id(uuid.UUID(sub['uuid'])).auth_dict() == SEED_AUTH
+
+
+def test_reenable_a_disabled_subscription(alice):
+    sub = alice.create()
+    EventMatch.update(disabled=datetime(2020, 1, 1), error='target answered 500').where(
+        EventMatch.uuid == uuid.UUID(sub['uuid'])).execute()
+    shown = alice.call('GET', f"/eventmatch/{sub['uuid']}").json()
+    assert (shown['disabled'], shown['error']) == ('2020-01-01T00:00:00', 'target answered 500')
+    new = alice.call('PUT', f"/eventmatch/{sub['uuid']}", {'disabled': None, 'error': None}).json()
+    assert (new['disabled'], new['error']) == (None, None)
+
+
+def test_delete_seed_example(alice):
+    sub = alice.create()
+    resp = alice.call('DELETE', f"/eventmatch/{sub['uuid']}")
+    assert resp.status_code == 200
+    assert resp.json()['deleted'] is not None
+    assert_json_error(alice.call('GET', f"/eventmatch/{sub['uuid']}"), 403)
+    assert_json_error(alice.call('PUT', f"/eventmatch/{sub['uuid']}", {'name': 'x'}), 403)
+    assert_json_error(alice.call('DELETE', f"/eventmatch/{sub['uuid']}"), 403)
+    assert alice.call('GET').json() == []
+    assert EventMatch.get_by_id(uuid.UUID(sub['uuid'])).deleted is not None
+
+
+def test_users_cannot_see_or_touch_each_other(alice, bob):
+    mine = alice.create()
+    path = f"/eventmatch/{mine['uuid']}"
+    missing = f'/eventmatch/{uuid.uuid4()}'
+    for method, body in (('GET', None), ('PUT', {'name': 'stolen'}), ('DELETE', None)):
+        other, absent = bob.call(method, path, body), bob.call(method, missing, body)
+        assert_json_error(other, 403)
+        assert other.json()['message'].replace(mine['uuid'], 'X') == \
+            absent.json()['message'].replace(missing.rsplit('/', 1)[1], 'X')
+    assert bob.call('GET').json() == []
+    assert alice.call('GET', path).json() == mine
+
+
+def test_put_cannot_hand_over_a_subscription(alice, bob):
+    sub = alice.create()
+    resp = alice.call('PUT', f"/eventmatch/{sub['uuid']}", {'user': bob.headers['Http-Remote-User']})
+    assert_json_error(resp, 400, 'read-only field(s) cannot be set: user')
+    assert alice.call('GET', f"/eventmatch/{sub['uuid']}").json() == sub
+
+
+def test_no_user_header_means_default_user(api):
+    sub = Client(api, None).create()
+    assert sub['user'] == 'anonymous'
+
+
+BAD_CREATES = [
+    ({'jsonpath': 'data', 'target_url': 'http://h/'}, 'missing required field(s): name'),
+    ({}, 'missing required field(s): name, jsonpath, target_url'),
+    ({**SEED_CREATE, 'name': 7}, "name: 7 is not of type 'string'"),
+    ({**SEED_CREATE, 'name': ''}, 'name:'),
+    ({**SEED_CREATE, 'extensions': []}, "extensions: [] is not of type 'object'"),
+    ({**SEED_CREATE, 'colour': 'red'}, "'colour' was unexpected"),
+    ({**SEED_CREATE, 'jsonpath': '$..'}, "jsonpath: invalid jsonpath '$..'"),
+    ({**SEED_CREATE, 'jsonpath': 'data[?('}, 'jsonpath: invalid jsonpath'),
+    ({**SEED_CREATE, 'target_url': '/relative'}, 'is not an absolute http(s) URL'),
+    ({**SEED_CREATE, 'target_url': 'ftp://h/x'}, 'is not an absolute http(s) URL'),
+    ({**SEED_CREATE, 'auth': {'type': 'basic'}}, "auth: 'basic' is a required property"),
+    ({**SEED_CREATE, 'auth': {'type': 'digest'}}, 'auth.type:'),
+    ({**SEED_CREATE, 'auth': {'basic': {'username': 'u', 'password': 'p'}}}, "auth: needs a 'type'"),
+    ({**SEED_CREATE, 'auth': {'type': 'basic', 'basic': {'username': 'u'}}}, "'password' is a required property"),
+    ({**SEED_CREATE, 'auth': {'type': 'header', 'header': {'type': 'Bearer', 'credentials': 'a\r\nX: y'}}},
+     'contains characters not allowed'),
+    ({**SEED_CREATE, 'uuid': str(uuid.uuid4())}, 'read-only field(s) cannot be set: uuid'),
+    ({**SEED_CREATE, 'user': 'someone', 'version': 'v9'}, 'read-only field(s) cannot be set: user, version'),
+    ({**SEED_CREATE, 'disabled': '2020-01-01T00:00:00'}, 'disabled: can only be set to null'),
+]
+
+
+@pytest.mark.parametrize('body, message', BAD_CREATES)
+def test_create_rejects(alice, body, message):
+    assert_json_error(alice.call('POST', body=body), 400, message)
+    assert alice.call('GET').json() == []
+
+
+@pytest.mark.parametrize('raw, content_type, status, message', [
+    (b'{"name": ', 'application/json', 400, 'body is not valid JSON'),
+    (b'[1, 2]', 'application/json', 400, 'body must be a JSON object, not list'),
+    (b'"text"', 'application/json', 400, 'body must be a JSON object, not str'),
+    (b'{"a": NaN}', 'application/json', 400, 'NaN is not valid JSON'),
+    (b'{"name": "\xff"}', 'application/json', 400, 'body is not valid UTF-8'),
+    (b'name=x', 'application/x-www-form-urlencoded', 415, 'Content-Type must be application/json'),
+])
+def test_bodies_that_are_not_json_objects(alice, raw, content_type, status, message):
+    for path in ('/eventmatch', '/receive'):
+        assert_json_error(alice.call('POST', path, raw=raw, content_type=content_type), status, message)
+
+
+def test_put_rejects_and_changes_nothing(alice):
+    sub = alice.create()
+    path = f"/eventmatch/{sub['uuid']}"
+    assert_json_error(alice.call('PUT', path, {'jsonpath': '$['}), 400, 'jsonpath')
+    assert_json_error(alice.call('PUT', path, {'created': '2001-01-01T00:00:00'}), 400, 'created')
+    assert_json_error(alice.call('PUT', path, raw=b'[]'), 400, 'JSON object')
+    assert alice.call('GET', path).json() == sub
+
+
+def test_malformed_uuid_in_path(alice):
+    for method in ('GET', 'PUT', 'DELETE'):
+        assert_json_error(alice.call(method, '/eventmatch/not-a-uuid', {}), 400, "not a UUID: 'not-a-uuid'")
+
+
+def test_oversized_body_is_413(alice):
+    huge = {**SEED_CREATE, 'extensions': {'pad': 'x' * (1024 * 1024)}}
+    for path in ('/eventmatch', '/receive'):
+        assert_json_error(alice.call('POST', path, huge), 413)
+
+
+def test_unknown_path_and_method_are_json(alice):
+    assert_json_error(alice.call('GET', '/nowhere'), 404)
+    assert_json_error(alice.call('GET', '/receive'), 405)
+    assert_json_error(alice.call('PATCH', '/eventmatch', {}), 405)
+
+
+def test_deeply_nested_body_is_400(alice):
+    raw = b'{"a": ' + b'[' * 5000 + b']' * 5000 + b'}'
+    assert_json_error(alice.call('POST', '/receive', raw=raw), 400, 'nests deeper')
+
+
+@pytest.mark.parametrize('content_type', [
+    'application/json', 'application/json; charset=utf-8', 'application/cloudevents+json',
+    'application/cloudevents+json; charset=UTF-8'])
+def test_receive_stores_the_event(alice, content_type):
+    raw = (FIXTURES / 'metadata-ingest-event.json').read_bytes()
+    resp = alice.call('POST', '/receive', raw=raw, content_type=content_type)
+    assert resp.status_code == 200, resp.text
+    stored = EventLog.get_by_id(uuid.UUID(resp.json()['uuid']))
+    assert json.loads(stored.jsondata) == json.loads(raw)
+
+
+def test_receive_keeps_unicode(alice):
+    event = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
+    resp = alice.call('POST', '/receive', event)
+    assert json.loads(EventLog.get_by_id(uuid.UUID(resp.json()['uuid'])).jsondata) == event
+
+
+def test_rejected_events_are_not_stored(alice):
+    before = EventLog.select().count()
+    for raw in (b'', b'{', b'[]', b'null'):
+        resp = alice.call('POST', '/receive', raw=raw)
+        assert 400 <= resp.status_code < 500
+    assert EventLog.select().count() == before
