@@ -63,14 +63,14 @@ def test_commands_before_dbsync_say_so(database, service_env):
 
 
 def seed(count: int, start: datetime, matches_each: int = 1) -> list[EventLog]:
-    """Log ``count`` events a minute apart, each with match rows for one subscription."""
-    sub = EventMatch.create(name='s', jsonpath='$.data', user='dmlb2001',
-                            target_url='http://127.0.0.1:9/r')
+    """Log ``count`` events a minute apart, each matched by ``matches_each`` subscriptions."""
+    subs = [EventMatch.create(name=f's{index}', jsonpath='$.data', user='dmlb2001',
+                              target_url='http://127.0.0.1:9/r') for index in range(matches_each)]
     events = []
     for index in range(count):
         event = EventLog.create(jsondata=json.dumps({'eventID': f'e{index}', 'data': [index]}),
                                 created=start + timedelta(minutes=index))
-        for _ in range(matches_each):
+        for sub in subs:
             EventLogMatch.create(event_log=event, event_match=sub, policy_status_code='200',
                                  target_status_code='200', created=event.created)
         events.append(event)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from peewee import IntegrityError
 
 from pacifica.notifications import orm
 from pacifica.notifications.orm import (
@@ -64,6 +65,9 @@ def test_upgrade_keeps_rows(database, version):
         assert [str(e.uuid) for e in EventLog.select()] == [schema_history.EVENTS[0][0]]
         match = EventLogMatch.get()
         assert (match.policy_status_code, match.target_resp_body) == ('200', 'ok')
+        assert (match.attempts, match.last_attempt) == (0, None)
+        with pytest.raises(IntegrityError), orm.BaseModel.atomic():
+            EventLogMatch.create(event_log=match.event_log_id, event_match=match.event_match_id)
     else:
         assert EventLog.select().count() == 0
     new = EventMatch.create(name='n', jsonpath='$', user='u', target_url='http://h/')

@@ -26,7 +26,7 @@ def test_refuses_to_start_before_dbsync(database, service_env):
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
     assert done.stderr.strip() == ('pacifica-notifications: cannot start: database schema is 0.0, '
-                                   'this code needs 3.x; run pacifica-notifications-cmd dbsync')
+                                   'this code needs 4.x; run pacifica-notifications-cmd dbsync')
 
 
 def test_refuses_to_start_without_database(service_env, tmp_path):

@@ -74,3 +74,16 @@ def data_dir() -> Path:
     path = Path(os.environ.get(DATA_DIR_ENV) or user_data_dir(APP_NAME, appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def retry_schedule() -> list[float]:
+    """Return the delays (seconds) between attempts; empty means "never retry"."""
+    text = get_config().get('notifications', 'retry_schedule')
+    try:
+        delays = [float(part) for part in text.replace(' ', '').split(',') if part]
+    except ValueError:
+        raise ConfigError(f'[notifications] retry_schedule must be seconds separated by commas, '
+                          f'not {text!r}') from None
+    if any(delay < 0 for delay in delays):
+        raise ConfigError(f'[notifications] retry_schedule has a negative delay: {text!r}')
+    return delays

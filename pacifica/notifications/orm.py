@@ -16,7 +16,10 @@ from peewee import (
     ImproperlyConfigured, IntegerField, Model, MySQLDatabase, TextField, UUIDField,
 )
 
+from playhouse.migrate import SchemaMigrator, migrate
+
 from . import jsonpath
+
 from .config import ConfigError, get_number
 from .database import configured_url, database_from_url
 
@@ -24,7 +27,7 @@ from .database import configured_url, database_from_url
 DB = DatabaseProxy()
 
 #: The schema version this code reads and writes.
-SCHEMA_MAJOR = 3
+SCHEMA_MAJOR = 4
 SCHEMA_MINOR = 0
 
 
@@ -163,6 +166,11 @@ class EventLogMatch(BaseModel):
     target_status_code = TextField(null=True)
     target_resp_body = TextField(null=True)
     created = DateTimeField(default=utcnow)
+    attempts = IntegerField(default=0)
+    last_attempt = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((('event_log', 'event_match'), True),)
 
 
 class NotificationSystem(BaseModel):
@@ -237,7 +245,7 @@ class OrmSync:
     upgrade resumes where it stopped.
     """
 
-    versions = [(0, 0), (1, 0), (2, 0), (3, 0)]
+    versions = [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0)]
 
     @staticmethod
     def dbconn_blocking() -> None:
@@ -265,7 +273,6 @@ class OrmSync:
     @staticmethod
     def update_1_0_to_2_0() -> None:
         """Update by adding the auth column to subscriptions."""
-        from playhouse.migrate import SchemaMigrator, migrate
         migrate(SchemaMigrator.from_database(DB.obj).add_column(
             EventMatch._meta.table_name, 'auth', TextField(default='{}')))
 
@@ -273,6 +280,17 @@ class OrmSync:
     def update_2_0_to_3_0() -> None:
         """Update by adding the event log tables, as they were at 3.0."""
         DB.create_tables(_log_tables_3_0())
+
+    @staticmethod
+    def update_3_0_to_4_0() -> None:
+        """Update by counting delivery attempts, and one log row per event and subscription."""
+        table = EventLogMatch._meta.table_name
+        migrator = SchemaMigrator.from_database(DB.obj)
+        migrate(
+            migrator.add_column(table, 'attempts', IntegerField(default=0)),
+            migrator.add_column(table, 'last_attempt', DateTimeField(null=True)),
+            migrator.add_index(table, ('event_log_id', 'event_match_id'), unique=True),
+        )
 
     @classmethod
     def update_tables(cls) -> tuple[int, int]:
