@@ -24,6 +24,7 @@ setup(
     extras_require={
         'postgres': ['psycopg2-binary>=2.9'],
         'mysql': ['PyMySQL>=1.1'],
+        'redis': ['redis>=4.5'],
         'test': requirements('requirements-test.txt'),
     },
     entry_points={

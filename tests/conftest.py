@@ -1,14 +1,18 @@
-"""Shared fixtures: a real database per test (SQLite by default) and the CLI runner.
+"""Shared fixtures: a real database per test (SQLite by default), a broker, the CLI runner.
 
-Set ``TEST_PEEWEE_URL`` to run the database tests against PostgreSQL or
-MySQL/MariaDB; ``.ci/run`` does so for each of them.
+Set ``TEST_PEEWEE_URL`` to run against PostgreSQL or MySQL/MariaDB and
+``TEST_BROKER_URL`` to run against RabbitMQ or Redis (default: the embedded
+filesystem broker in each test's own data folder); ``.ci/run`` does so.
+Every environment gets its own queue, deleted when its test is done.
 """
 from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
+import kombu
 import pytest
 
 from pacifica.notifications import orm
@@ -27,13 +31,24 @@ def make_db_url(folder: Path) -> str:
 
 
 def make_env(folder: Path, db_url: str) -> dict:
-    """Settings for the service's processes: this database, a private data folder, no waiting."""
-    return {
+    """Settings for the service's processes: this database, a private data folder and queue."""
+    env = {
         'PEEWEE_URL': db_url,
         'NOTIFICATIONS_DATA_DIR': str(folder / 'data'),
         'DATABASE_CONNECT_ATTEMPTS': '1',
         'DATABASE_CONNECT_WAIT': '0',
+        'CELERY_QUEUE': f'test-{uuid.uuid4().hex[:12]}',
     }
+    if os.environ.get('TEST_BROKER_URL'):
+        env['BROKER_URL'] = os.environ['TEST_BROKER_URL']
+    return env
+
+
+def delete_queue(env: dict) -> None:
+    """Remove a test's queue from a shared broker (the embedded one lives in its folder)."""
+    if env.get('BROKER_URL'):
+        with kombu.Connection(env['BROKER_URL'], connect_timeout=5) as conn:
+            kombu.Queue(env['CELERY_QUEUE']).bind(conn.default_channel).delete()
 
 
 def child_env(settings: dict) -> dict:
@@ -81,6 +96,7 @@ def service_env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) ->
     get_config.cache_clear()
     yield child_env(settings)
     get_config.cache_clear()
+    delete_queue(settings)
 
 
 @pytest.fixture

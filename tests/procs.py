@@ -40,16 +40,52 @@ def script(name: str) -> str:
     return str(path)
 
 
-class Service:
-    """A process serving HTTP on 127.0.0.1:port, with its output kept in a log file."""
+class Proc:
+    """A child process in its own process group, with its output kept in a log file."""
 
-    def __init__(self, args: list[str], env: dict, port: int, log: Path, cwd: Path | None = None):
-        self.port = port
-        self.url = f'http://127.0.0.1:{port}'
+    def __init__(self, args: list[str], env: dict, log: Path, cwd: Path | None = None):
         self.log = log
-        self._out = open(log, 'wb')
+        self._out = open(log, 'ab')
         self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        self._out.flush()
+        return self.log.read_text(errors='replace')[-6000:]
+
+    def wait_for_output(self, text: str, timeout: float = 60.0) -> 'Proc':
+        """Wait until the process has printed ``text`` (failing if it dies first)."""
+        def printed():
+            if self.proc.poll() is not None:
+                raise AssertionError(f'process exited {self.proc.returncode}: {self.output()}')
+            return text in self.log.read_text(errors='replace')
+        wait_until(printed, timeout, what=f'{text!r} in {self.log.name}')
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a crash would."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=15)
+
+    def stop(self) -> None:
+        """Stop the whole process group: TERM, then KILL if it lingers."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._out.close()
+
+
+class Service(Proc):
+    """A process serving HTTP on 127.0.0.1:port."""
+
+    def __init__(self, args: list[str], env: dict, port: int, log: Path, cwd: Path | None = None):
+        super().__init__(args, env, log, cwd)
+        self.port = port
+        self.url = f'http://127.0.0.1:{port}'
 
     def wait_ready(self, path: str = '/eventmatch', timeout: float = 60.0) -> 'Service':
         """Wait until the service answers HTTP (any status) or its process dies."""
@@ -63,20 +99,6 @@ class Service:
         wait_until(answering, timeout, what=f'{self.url} to answer')
         return self
 
-    def output(self) -> str:
-        self._out.flush()
-        return self.log.read_text(errors='replace')[-4000:]
-
-    def stop(self) -> None:
-        """Stop the whole process group: TERM, then KILL if it lingers."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
-        self._out.close()
 
 
 def notifications_server(env: dict, log: Path, *extra: str, cwd: Path | None = None) -> Service:
@@ -93,3 +115,11 @@ def uwsgi_server(env: dict, log: Path) -> Service:
             '--processes', '2', '--threads', '4', '--need-app', '--die-on-term',
             '--disable-logging']
     return Service(args, env, port, log)
+
+
+def celery_worker(env: dict, log: Path, concurrency: int = 4) -> Proc:
+    """Start a worker as operators do: ``celery -A pacifica.notifications.tasks worker``."""
+    args = [script('celery'), '-A', 'pacifica.notifications.tasks', 'worker', '--pool', 'threads',
+            '--concurrency', str(concurrency), '--loglevel', 'INFO', '--without-gossip',
+            '--without-mingle', '--without-heartbeat']
+    return Proc(args, env, log).wait_for_output(' ready.')

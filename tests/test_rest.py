@@ -14,7 +14,9 @@ import requests
 
 from pacifica.notifications.orm import EventLog, EventMatch, OrmSync, SECRET_MASK
 
-from .conftest import FIXTURES, bind_empty, child_env, drop_tables, make_db_url, make_env, release
+from .conftest import (
+    FIXTURES, bind_empty, child_env, delete_queue, drop_tables, make_db_url, make_env, release,
+)
 from .procs import notifications_server, uwsgi_server
 
 SEED_CREATE = {'name': 'My Event Match', 'jsonpath': 'data',
@@ -33,10 +35,15 @@ def api(request, tmp_path_factory):
     db.connect(reuse_if_open=True)
     OrmSync.update_tables()
     db.close()
-    start = notifications_server if request.param == 'cherrypy' else uwsgi_server
-    server = start(child_env(make_env(folder, url)), folder / 'server.log').wait_ready()
+    env = child_env(make_env(folder, url))
+    if request.param == 'cherrypy':
+        server = notifications_server(env, folder / 'server.log', '--no-worker')
+    else:
+        server = uwsgi_server(env, folder / 'server.log')
+    server.wait_ready()
     yield server.url
     server.stop()
+    delete_queue(env)
     drop_tables(db)
     release(db)
 

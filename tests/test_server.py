@@ -1,13 +1,17 @@
 """``pacifica-notifications``: start-up checks, the CherryPy config file, the user header."""
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
 import requests
 
-from .conftest import run_cmd
-from .procs import notifications_server, script
+from .conftest import FIXTURES, run_cmd
+from .httpfakes import Recorder
+from .procs import notifications_server, script, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,7 +42,7 @@ def test_refuses_to_start_without_database(service_env, tmp_path):
 
 def test_repo_server_conf(database, service_env, tmp_path):
     assert run_cmd(service_env, 'dbsync').returncode == 0
-    server = notifications_server(service_env, tmp_path / 'out.log', '--cpconfig',
+    server = notifications_server(service_env, tmp_path / 'out.log', '--no-worker', '--cpconfig',
                                   str(REPO / 'server.conf'), cwd=tmp_path)
     try:
         server.wait_ready()
@@ -53,7 +57,7 @@ def test_repo_server_conf(database, service_env, tmp_path):
 def test_user_header_is_configurable(database, service_env, tmp_path):
     assert run_cmd(service_env, 'dbsync').returncode == 0
     env = {**service_env, 'USER_HEADER': 'X-Remote-User', 'DEFAULT_USER': 'nobody'}
-    server = notifications_server(env, tmp_path / 'out.log').wait_ready()
+    server = notifications_server(env, tmp_path / 'out.log', '--no-worker').wait_ready()
     try:
         body = {'name': 'n', 'jsonpath': 'data', 'target_url': 'http://127.0.0.1:9/'}
         made = requests.post(server.url + '/eventmatch', json=body, timeout=10,
@@ -67,7 +71,7 @@ def test_user_header_is_configurable(database, service_env, tmp_path):
 
 def test_embedded_default_needs_no_setup(service_env, tmp_path):
     env = {k: v for k, v in service_env.items() if k != 'PEEWEE_URL'}
-    server = notifications_server(env, tmp_path / 'out.log').wait_ready()
+    server = notifications_server(env, tmp_path / 'out.log', '--no-worker').wait_ready()
     try:
         resp = requests.get(server.url + '/eventmatch', timeout=10)
         assert resp.status_code == 200 and resp.json() == []
@@ -81,7 +85,7 @@ def test_database_outage_is_503_then_recovers(service_env, tmp_path):
     folder.mkdir()
     env = {**service_env, 'PEEWEE_URL': f"sqlite:///{folder / 'n.sqlite3'}"}
     assert run_cmd(env, 'dbsync').returncode == 0
-    server = notifications_server(env, tmp_path / 'out.log').wait_ready()
+    server = notifications_server(env, tmp_path / 'out.log', '--no-worker').wait_ready()
     try:
         folder.rename(tmp_path / 'away')
         for method, path in (('GET', '/eventmatch'), ('POST', '/receive')):
@@ -89,5 +93,49 @@ def test_database_outage_is_503_then_recovers(service_env, tmp_path):
             assert resp.status_code == 503 and 'database is unavailable' in resp.json()['message']
         (tmp_path / 'away').rename(folder)
         assert requests.get(server.url + '/eventmatch', timeout=10).json() == []
+    finally:
+        server.stop()
+
+
+def test_one_command_runs_the_whole_embedded_service(service_env, tmp_path):
+    """The issue's acceptance: embedded database and broker, worker included, Ctrl-C stops all."""
+    policy, target = Recorder(), Recorder()
+    env = {k: v for k, v in service_env.items() if k not in ('PEEWEE_URL', 'BROKER_URL')}
+    env['POLICY_URL'] = policy.url
+    server = notifications_server(env, tmp_path / 'out.log').wait_ready()
+    try:
+        worker_pid = int(server.wait_for_output('Started embedded Celery worker (pid ').output()
+                         .split('Started embedded Celery worker (pid ')[1].split(')')[0])
+        server.wait_for_output(' ready.')
+        sub = requests.post(server.url + '/eventmatch', timeout=10, headers={'Http-Remote-User': 'dmlb2001'},
+                            json={'name': 'm', 'jsonpath': 'data', 'target_url': target.url + '/hook',
+                                  'auth': {'type': 'basic', 'basic': {'username': 'u', 'password': 'p'}},
+                                  'extensions': {'mine': True}}).json()
+        event = json.loads((FIXTURES / 'metadata-ingest-event.json').read_text())
+        event_uuid = requests.post(server.url + '/receive', json=event, timeout=10).json()['uuid']
+        (call,) = wait_until(lambda: target.calls('/hook'), 30, what='delivery')
+        assert call.json() == {**event, 'extensions': {'mine': True}}
+        assert call.headers['Authorization'] == 'Basic dTpw'
+        lines = wait_until(lambda: [line for line in run_cmd(env, 'eventget', event_uuid).stdout.splitlines()
+                                    if line.endswith('target 200')], 30, what='logged delivery')
+        assert lines[0].startswith(f"    ELM {sub['uuid']} (") and lines[0].endswith('policy 200 target 200')
+        assert 'WARNING: no policy_url' not in server.output()
+
+        os.kill(server.proc.pid, signal.SIGINT)
+        server.proc.wait(timeout=30)
+        wait_until(lambda: not Path(f'/proc/{worker_pid}').exists()
+                   or 'zombie' in Path(f'/proc/{worker_pid}/status').read_text().lower(),
+                   30, what='embedded worker to stop')
+    finally:
+        server.stop()
+        policy.close()
+        target.close()
+
+
+def test_no_policy_server_is_announced(service_env, tmp_path):
+    env = {k: v for k, v in service_env.items() if k != 'PEEWEE_URL'}
+    server = notifications_server(env, tmp_path / 'out.log', '--no-worker').wait_ready()
+    try:
+        assert 'WARNING: no policy_url is configured: the policy check is SKIPPED' in server.output()
     finally:
         server.stop()

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 from peewee import DatabaseError
 
-from . import eventlog
+from . import eventlog, pipeline, tasks
 from .app import check_database, serve
 from .config import ConfigError, set_config_file
 from .globals import CHERRYPY_CONFIG
@@ -60,6 +60,21 @@ def _eventpurge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eventretry(args: argparse.Namespace) -> int:
+    _require_schema()
+    uuids = eventlog.parse_uuids(args.uuids)
+    eventlog.require_known(uuids)
+    for event_uuid in uuids:
+        pipeline.redispatch(event_uuid)
+        tasks.dispatch_event.delay(str(event_uuid))
+        print(f'Event - {event_uuid} requeued')
+    if args.wait:
+        NotificationSystem.database_close()
+        for event in eventlog.wait_delivered(uuids, args.wait):
+            print(eventlog.format_event(event))
+    return 0
+
+
 def _add_config(parser: argparse.ArgumentParser, default) -> None:
     parser.add_argument('-c', '--config', default=default, metavar='CONFIG',
                         help='service INI file (default: $NOTIFICATIONS_CONFIG)')
@@ -94,6 +109,11 @@ def cmd_parser() -> argparse.ArgumentParser:
     purge = command('eventpurge', _eventpurge, 'delete logged events and their matches')
     _add_dates(purge)
     purge.add_argument('--older-than-date', help='events received before this date')
+    retry = command('eventretry', _eventretry,
+                    'dispatch logged events again; deliveries already made are not repeated')
+    retry.add_argument('uuids', nargs='+', metavar='UUID', help='event UUIDs')
+    retry.add_argument('--wait', type=float, default=0, metavar='SECONDS',
+                       help='then wait up to this long for every delivery and print the outcome')
     return parser
 
 
@@ -128,6 +148,9 @@ def server_parser() -> argparse.ArgumentParser:
     parser.add_argument('-a', '--address', default=None, help='address to listen on')
     parser.add_argument('--notifications-config', metavar='FILE', default=None,
                         help='service INI file (default: $NOTIFICATIONS_CONFIG)')
+    parser.add_argument('--no-worker', dest='worker', action='store_false',
+                        help='on the embedded broker, do not start a worker (run '
+                             '"celery -A pacifica.notifications.tasks worker" yourself)')
     return parser
 
 
@@ -140,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f'{SERVER}: cannot start: {problem}', file=sys.stderr)
         return 1
-    serve(args.config, args.address, args.port)
+    serve(args.config, args.address, args.port, args.worker)
     return 0
 
 

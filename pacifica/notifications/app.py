@@ -5,12 +5,20 @@ hooks; handlers never manage them.
 """
 from __future__ import annotations
 
+import logging
+
 import cherrypy
 from peewee import DatabaseError
 
+from .celeryconf import is_embedded
 from .config import ConfigError, get_config, get_number
+from .embedded import EmbeddedWorker
 from .orm import SCHEMA_MAJOR, BaseModel, DatabaseUnavailable, NotificationSystem, OrmSync
 from .rest import Root, error_page_default, error_response
+
+NO_POLICY_WARNING = (
+    '*** WARNING: no policy_url is configured: the policy check is SKIPPED and every matching '
+    'subscription receives every event. Set [notifications] policy_url (POLICY_URL) in production. ***')
 
 #: Engine and server settings used unless a CherryPy config file says otherwise.
 GLOBAL_DEFAULTS = {
@@ -96,13 +104,22 @@ def check_database() -> str | None:
         BaseModel.database_close()
 
 
-def serve(cpconfig: str = '', address: str | None = None, port: int | None = None) -> None:
-    """Serve the application with CherryPy's own server until stopped."""
+def serve(cpconfig: str = '', address: str | None = None, port: int | None = None,
+          worker: bool = True) -> None:
+    """Serve the application with CherryPy's own server until stopped.
+
+    On the embedded broker the server also runs the worker that consumes it,
+    unless ``worker`` is False (workers are then started separately).
+    """
     mount(cpconfig)
     if address is not None:
         cherrypy.config.update({'server.socket_host': address})
     if port is not None:
         cherrypy.config.update({'server.socket_port': port})
+    if not get_config().get('notifications', 'policy_url'):
+        cherrypy.log(NO_POLICY_WARNING, severity=logging.WARNING)
+    if worker and is_embedded():
+        EmbeddedWorker(cherrypy.engine).subscribe()
     cherrypy.engine.signals.subscribe()
     cherrypy.engine.start()
     cherrypy.engine.block()

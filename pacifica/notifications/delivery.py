@@ -78,8 +78,13 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 def _read_bounded(resp: requests.Response, limit: int) -> str:
-    data = resp.raw.read(limit, decode_content=True) or b''
-    return data.decode(resp.encoding or 'utf-8', errors='replace')
+    """At most ``limit`` bytes of the body: a target cannot make us read more."""
+    data = b''
+    for chunk in resp.iter_content(8192):
+        data += chunk
+        if len(data) >= limit:
+            break
+    return data[:limit].decode(resp.encoding or 'utf-8', errors='replace')
 
 
 def post_json(url: str, payload: dict, headers: dict | None = None,

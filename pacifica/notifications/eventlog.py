@@ -6,6 +6,7 @@ rules of what is shown and what may be deleted live in one place.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import datetime
 from typing import Iterable, Iterator
@@ -48,7 +49,7 @@ def parse_date(value: str | None, date_format: str = DATE_FORMAT) -> datetime | 
         raise EventLogError(f'bad date {value!r}: expected the format {date_format!r}') from None
 
 
-def _require_known(uuids: list[uuid.UUID]) -> None:
+def require_known(uuids: list[uuid.UUID]) -> None:
     """Raise naming the UUIDs that are not in the event log."""
     found = {row.uuid for row in EventLog.select(EventLog.uuid).where(EventLog.uuid.in_(uuids))}
     missing = [str(value) for value in uuids if value not in found]
@@ -65,7 +66,7 @@ def select_events(uuids: list[uuid.UUID] | None = None, limit: int | None = None
         raise EventLogError('limit must be at least 1')
     query = EventLog.select().order_by(EventLog.created, EventLog.uuid)
     if uuids:
-        _require_known(uuids)
+        require_known(uuids)
         query = query.where(EventLog.uuid.in_(uuids))
     if start:
         query = query.where(EventLog.created >= start)
@@ -74,6 +75,17 @@ def select_events(uuids: list[uuid.UUID] | None = None, limit: int | None = None
     if limit:
         query = query.limit(limit)
     yield from query
+
+
+def wait_delivered(uuids: list[uuid.UUID], timeout: float, interval: float = 0.2) -> list[EventLog]:
+    """Wait until every match of these events is delivered (or ``timeout`` passes); return them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = list(EventLog.select().where(EventLog.uuid.in_(uuids)).order_by(EventLog.created))
+        done = all(match.is_delivered() for event in events for match in event.event_matches)
+        if done or time.monotonic() >= deadline:
+            return events
+        time.sleep(interval)
 
 
 def _code(value: str | None) -> str:
@@ -103,7 +115,7 @@ def purge_events(uuids: list[uuid.UUID] | None = None, older_than: datetime | No
     if limit is not None and limit < 1:
         raise EventLogError('limit must be at least 1')
     if uuids:
-        _require_known(uuids)
+        require_known(uuids)
     deleted = 0
     while limit is None or deleted < limit:
         size = batch if limit is None else min(batch, limit - deleted)

@@ -169,6 +169,10 @@ class EventLogMatch(BaseModel):
     attempts = IntegerField(default=0)
     last_attempt = DateTimeField(null=True)
 
+    def is_delivered(self) -> bool:
+        """Whether the target has taken this event (so it must not be sent again)."""
+        return (self.target_status_code or '').startswith('2')
+
     class Meta:
         indexes = ((('event_log', 'event_match'), True),)
 

@@ -141,7 +141,7 @@ class ReceiveEvent:
     @client_errors
     def POST(self):
         """Store the event before answering, then hand it to the pipeline."""
-        event = intake.store_event(read_json_object())
+        event = intake.receive(read_json_object())
         return {'status': 'accepted', 'uuid': str(event.uuid)}
 
 

@@ -1,0 +1,60 @@
+"""Celery settings derived from the service configuration.
+
+With no ``broker_url`` configured the embedded default is used: kombu's
+filesystem transport in the data folder, which needs no server and keeps
+queued work across restarts.  Results are never kept: nothing reads them.
+"""
+from __future__ import annotations
+
+from .config import data_dir, get_config, retry_schedule
+
+EMBEDDED_BROKER = 'filesystem://localhost/'
+
+
+def broker_url() -> str:
+    """The configured broker, or the embedded one."""
+    return get_config().get('celery', 'broker_url') or EMBEDDED_BROKER
+
+
+def is_embedded() -> bool:
+    """Whether work goes through the embedded broker (and so needs our own worker)."""
+    return broker_url().startswith('filesystem:')
+
+
+def _transport_options(url: str) -> dict:
+    if url.startswith('filesystem:'):
+        folder = data_dir() / 'broker'
+        for name in ('queue', 'control'):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+        return {'data_folder_in': str(folder / 'queue'), 'data_folder_out': str(folder / 'queue'),
+                'control_folder': str(folder / 'control'), 'polling_interval': 0.1}
+    if url.startswith(('redis', 'rediss')):
+        # Unacknowledged work returns to the queue after this long; it must
+        # outlast the longest scheduled retry or the retry would run twice.
+        return {'visibility_timeout': max([3600.0, *retry_schedule()]) * 2}
+    return {}
+
+
+def celery_settings() -> dict:
+    """Everything Celery needs, read from our configuration when first asked."""
+    config = get_config()
+    url = broker_url()
+    settings = {
+        'broker_url': url,
+        'broker_transport_options': _transport_options(url),
+        'broker_connection_retry_on_startup': True,
+        'broker_connection_timeout': 4.0,
+        'task_default_queue': config.get('celery', 'queue'),
+        'task_serializer': 'json',
+        'accept_content': ['json'],
+        'task_ignore_result': True,
+        'task_acks_late': True,
+        'task_reject_on_worker_lost': True,
+        'worker_prefetch_multiplier': 1,
+        'worker_hijack_root_logger': False,
+    }
+    if config.get('celery', 'backend_url'):
+        settings['result_backend'] = config.get('celery', 'backend_url')
+    if is_embedded():
+        settings['worker_enable_remote_control'] = False
+    return settings

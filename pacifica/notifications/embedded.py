@@ -1,0 +1,43 @@
+"""The embedded default's worker: a Celery worker the server starts and stops with itself.
+
+With the embedded (filesystem) broker nothing else would consume the queue,
+so ``pacifica-notifications`` runs one worker process beside the web server;
+stopping the server (Ctrl-C, SIGTERM) stops the worker too.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from cherrypy.process.plugins import SimplePlugin
+
+WORKER_ARGS = ['-m', 'celery', '-A', 'pacifica.notifications.tasks', 'worker',
+               '--pool', 'threads', '--concurrency', '4', '--loglevel', 'INFO',
+               '--without-gossip', '--without-mingle', '--without-heartbeat']
+
+
+class EmbeddedWorker(SimplePlugin):
+    """Run a Celery worker process for as long as the CherryPy engine runs."""
+
+    def __init__(self, bus):
+        super().__init__(bus)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start the worker; it inherits this process's configuration through the environment."""
+        self.proc = subprocess.Popen([sys.executable, *WORKER_ARGS])
+        self.bus.log(f'Started embedded Celery worker (pid {self.proc.pid}).')
+
+    start.priority = 80
+
+    def stop(self) -> None:
+        """Ask the worker to finish its current tasks and exit; kill it if it will not."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.bus.log('Stopped embedded Celery worker.')
