@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import logging
 
+from kombu.exceptions import OperationalError
+
 from .orm import EventLog
 from .tasks import dispatch_event
 
@@ -16,7 +18,14 @@ def store_event(event: dict) -> EventLog:
 
 
 def receive(event: dict) -> EventLog:
-    """Store the event, then hand it to the pipeline."""
+    """Store the event, then hand it to the pipeline.
+
+    A broker outage does not fail the request: the event is already stored,
+    and ``pacifica-notifications-cmd eventretry`` can dispatch it later.
+    """
     orm_event = store_event(event)
-    dispatch_event.delay(str(orm_event.uuid))
+    try:
+        dispatch_event.delay(str(orm_event.uuid))
+    except OperationalError as exc:
+        LOG.error('event %s stored but not queued (broker unavailable): %s', orm_event.uuid, exc)
     return orm_event
