@@ -69,7 +69,6 @@ def _eventretry(args: argparse.Namespace) -> int:
         tasks.dispatch_event.delay(str(event_uuid))
         print(f'Event - {event_uuid} requeued')
     if args.wait:
-        NotificationSystem.database_close()
         for event in eventlog.wait_delivered(uuids, args.wait):
             print(eventlog.format_event(event))
     return 0

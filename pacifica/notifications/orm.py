@@ -15,11 +15,9 @@ from peewee import (
     CharField, DatabaseError, DatabaseProxy, DateTimeField, ForeignKeyField,
     ImproperlyConfigured, IntegerField, Model, MySQLDatabase, TextField, UUIDField,
 )
-
 from playhouse.migrate import SchemaMigrator, migrate
 
 from . import jsonpath
-
 from .config import ConfigError, get_number
 from .database import configured_url, database_from_url
 

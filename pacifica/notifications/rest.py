@@ -6,6 +6,7 @@ object with ``status`` and ``message``.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -82,12 +83,12 @@ def get_remote_user() -> str:
 
 def client_errors(handler):
     """Turn :class:`ClientError` from a handler into the HTTP error it names."""
+    @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
         except ClientError as exc:
             raise cherrypy.HTTPError(exc.status, str(exc)) from None
-    wrapper.__name__, wrapper.__doc__ = handler.__name__, handler.__doc__
     return wrapper
 
 
