@@ -21,6 +21,22 @@ from pacifica.notifications.database import database_from_url
 
 from .procs import script
 
+#: Figures the fault-injection tests report, printed at the end of the run.
+FAULT_REPORTS = pytest.StashKey[list]()
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'fault: fault-injection tests (run alone with -m fault)')
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    reports = config.stash.get(FAULT_REPORTS, [])
+    if reports:
+        terminalreporter.section('fault injection: every accepted event delivered')
+        for name, figures in reports:
+            terminalreporter.write_line(f'{name}: {figures}')
+
+
 TABLES = ('eventlogmatch', 'eventlog', 'notificationsystem', 'eventmatch')
 FIXTURES = Path(__file__).parent / 'fixtures'
 

@@ -39,7 +39,7 @@ class Call:
 class Recorder:
     """A catch-all HTTP server that records requests and answers from scripts."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self._lock = threading.Lock()
         self._calls: list[Call] = []
         self._scripts: dict[str, list[Answer]] = {}
@@ -65,7 +65,7 @@ class Recorder:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.server = ThreadingHTTPServer(('127.0.0.1', port), Handler)
         self.server.daemon_threads = True
         self.url = f'http://127.0.0.1:{self.server.server_address[1]}'
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)

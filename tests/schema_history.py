@@ -1,7 +1,7 @@
 """Every earlier schema, written out in plain SQL per database, to test upgrades.
 
 Version 0.0 had only subscriptions, 1.0 added the version table, 2.0 the
-``auth`` column, 3.0 the event log and 4.0 the attempt counts.  Each builder creates exactly the
+``auth`` column, 3.0 the event log, 4.0 the attempt counts and 5.0 duplicate keys and due times.  Each builder creates exactly the
 tables of its version and fills them with rows an upgrade must keep.
 """
 from __future__ import annotations
@@ -46,6 +46,12 @@ ATTEMPTS_4 = [
     'ALTER TABLE eventlogmatch ADD COLUMN last_attempt {dt}',
     'CREATE UNIQUE INDEX eventlogmatch_pair ON eventlogmatch (event_log_id, event_match_id)',
 ]
+DUE_5 = [
+    'ALTER TABLE eventlog ADD COLUMN dedup_key VARCHAR(64)',
+    'ALTER TABLE eventlog ADD COLUMN retry_at {dt}',
+    'CREATE UNIQUE INDEX eventlog_dedup ON eventlog (dedup_key)',
+    'ALTER TABLE eventlogmatch ADD COLUMN retry_at {dt}',
+]
 MATCHES = [('1791be8f-d9cc-418c-b976-b2a747b58678', '7b0d1c4e-0f6a-4a7e-8c1f-0d6f2c0b4a10',
             '466725b0-cbe1-45cd-b034-c3209aa4b6e0', '200', '{"status": "success"}', '200', 'ok',
             '2020-02-29 20:44:18')]
@@ -83,6 +89,7 @@ def build(db, version: tuple[int, int]) -> None:
         db.execute_sql(EVENTLOGMATCH_3.format(**types))
         insert('eventlog', EVENTS)
         insert('eventlogmatch', MATCHES)
-    if version >= (4, 0):
-        for statement in ATTEMPTS_4:
-            db.execute_sql(statement.format(**types))
+    for since, statements in (((4, 0), ATTEMPTS_4), ((5, 0), DUE_5)):
+        if version >= since:
+            for statement in statements:
+                db.execute_sql(statement.format(**types))

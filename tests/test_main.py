@@ -159,3 +159,29 @@ def test_eventpurge_bad_input_deletes_nothing(synced, service_env, args, message
     done = run_cmd(service_env, 'eventpurge', *args)
     assert done.returncode == 1 and message in done.stderr
     assert EventLog.select().count() == 2
+
+
+def test_eventpurge_keeps_events_still_pending(synced, service_env):
+    dispatched, undispatched, undelivered = seed(3, datetime(2019, 1, 1))
+    EventLog.update(retry_at=datetime(2019, 1, 2)).where(EventLog.uuid == undispatched.uuid).execute()
+    EventLogMatch.update(retry_at=datetime(2019, 1, 2)).where(
+        EventLogMatch.event_log == undelivered.uuid).execute()
+    done = run_cmd(service_env, 'eventpurge', '--older-than-date', '2020-01-01 00:00:00')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        'purged 1 event(s)', 'kept 2 event(s) whose deliveries are still pending']
+    assert {e.uuid for e in EventLog.select()} == {undispatched.uuid, undelivered.uuid}
+    assert not EventLog.select().where(EventLog.uuid == dispatched.uuid).exists()
+
+
+def test_eventretry_pending_queues_what_is_due_and_what_is_not(synced, service_env):
+    later, soon = seed(2, datetime(2019, 1, 1))
+    far = datetime(2100, 1, 1)
+    EventLog.update(retry_at=far).where(EventLog.uuid == later.uuid).execute()
+    EventLog.update(retry_at=datetime(2019, 1, 2)).where(EventLog.uuid == soon.uuid).execute()
+    done = run_cmd(service_env, 'eventretry', '--pending')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        'requeued 2 event(s) to dispatch, 0 policy question(s), 0 deliveries')
+    assert all(datetime(2020, 1, 1) < e.retry_at < far for e in EventLog.select())
+    assert run_cmd(service_env, 'eventretry').returncode == 1

@@ -1,11 +1,11 @@
-"""The pipeline's plain functions, run without a worker: idempotence and the empty schedule."""
+"""The pipeline's plain functions, run without a worker: idempotence, due times, the empty schedule."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from pacifica.notifications import pipeline
+from pacifica.notifications import intake, pipeline
 from pacifica.notifications.config import get_config
 from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch
 
@@ -33,7 +33,8 @@ def subscribe(target: Recorder, user: str = 'dmlb2001', path: str = '/t', jsonpa
 
 
 def log_event(event: dict = EVENT) -> str:
-    return str(EventLog.create(jsondata=json.dumps(event)).uuid)
+    """Log an event as ``POST /receive`` does (due for dispatch), without queueing it."""
+    return str(intake.store_event(event).event.uuid)
 
 
 def test_dispatch_twice_logs_each_pair_once(peers):
@@ -41,8 +42,50 @@ def test_dispatch_twice_logs_each_pair_once(peers):
     hit, _miss = subscribe(target), subscribe(target, jsonpath='$.nothing')
     event_uuid = log_event()
     assert pipeline.dispatch(event_uuid).ask == ['dmlb2001']
+    assert pipeline.dispatch(event_uuid).ask == []
+    pipeline.redispatch(event_uuid)
     assert pipeline.dispatch(event_uuid).ask == ['dmlb2001']
     assert [row.event_match_id for row in EventLogMatch.select()] == [hit.uuid]
+
+
+def due(event_uuid: str) -> tuple:
+    """The due times of the event and of its one log row (None: nothing left to do)."""
+    rows = [row.retry_at for row in EventLogMatch.select().where(EventLogMatch.event_log == event_uuid)]
+    return (EventLog.get_by_id(event_uuid).retry_at, *rows)
+
+
+def test_work_is_due_until_it_is_done(peers):
+    _, target = peers
+    subscribe(target)
+    event_uuid = log_event()
+    assert due(event_uuid)[0] is not None
+    pipeline.dispatch(event_uuid)
+    event_due, row_due = due(event_uuid)
+    assert event_due is None and row_due is not None
+    (delivery,) = pipeline.query_policy(event_uuid, 'dmlb2001').deliver
+    assert due(event_uuid)[1] is not None
+    pipeline.route_event(*delivery)
+    assert due(event_uuid) == (None, None)
+
+
+def test_a_denied_user_leaves_nothing_due(peers):
+    policy, target = peers
+    policy.script('/events/dmlb2001', Answer(412, 'no'))
+    subscribe(target)
+    event_uuid = log_event()
+    pipeline.dispatch(event_uuid)
+    assert pipeline.query_policy(event_uuid, 'dmlb2001').deliver == []
+    assert due(event_uuid) == (None, None)
+
+
+def test_a_scheduled_retry_is_due_after_its_delay(peers, monkeypatch):
+    monkeypatch.setenv('RECOVER_AFTER', '100')
+    get_config.cache_clear()
+    event_uuid, delivery = allowed_delivery(peers[1], Answer(503))
+    before = pipeline.utcnow()
+    assert pipeline.route_event(*delivery).retry_in is not None
+    seconds = (due(event_uuid)[1] - before).total_seconds()
+    assert 100.8 <= seconds <= 101.2
 
 
 def test_without_policy_server_the_policy_step_is_skipped(peers, monkeypatch):

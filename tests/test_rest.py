@@ -298,3 +298,30 @@ def test_rejected_events_are_not_stored(alice):
         resp = alice.call('POST', '/receive', raw=raw)
         assert 400 <= resp.status_code < 500
     assert EventLog.select().count() == before
+
+
+def post_event(client: Client, event: dict) -> dict:
+    resp = client.call('POST', '/receive', event)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+@pytest.mark.parametrize('id_field, version', [('eventID', {'cloudEventsVersion': '0.1'}),
+                                               ('id', {'specversion': '1.0'})])
+def test_an_event_posted_twice_is_stored_once(alice, id_field, version):
+    event = {**version, id_field: uuid.uuid4().hex, 'source': '/pacifica/metadata/ingest', 'data': [1]}
+    first = post_event(alice, event)
+    again = post_event(alice, {**event, 'data': ['changed']})
+    assert first == {'status': 'accepted', 'uuid': first['uuid'], 'duplicate': False}
+    assert again == {'status': 'accepted', 'uuid': first['uuid'], 'duplicate': True}
+    assert json.loads(EventLog.get_by_id(uuid.UUID(first['uuid'])).jsondata) == event
+
+
+def test_same_id_from_another_source_or_no_id_is_a_new_event(alice):
+    ident = uuid.uuid4().hex
+    answers = [post_event(alice, {'eventID': ident, 'source': '/a'}),
+               post_event(alice, {'eventID': ident, 'source': '/b'}),
+               post_event(alice, {'source': '/a', 'data': []}),
+               post_event(alice, {'source': '/a', 'data': []})]
+    assert not any(answer['duplicate'] for answer in answers)
+    assert len({answer['uuid'] for answer in answers}) == 4

@@ -29,6 +29,11 @@ CONSUMER_JSONPATH = (
 EVENT = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
 
 
+def fresh_event() -> dict:
+    """The fixture event under a new id (the same id twice is one event)."""
+    return {**EVENT, 'eventID': str(uuid.uuid4())}
+
+
 class Stack:
     """The service as deployed: API process, worker process, policy and target servers."""
 
@@ -50,7 +55,8 @@ class Stack:
         assert resp.status_code == 200, resp.text
         return resp.json()
 
-    def post_event(self, event: dict) -> str:
+    def post_event(self, event: dict | None = None) -> str:
+        event = event or fresh_event()
         resp = requests.post(self.api.url + '/receive', json=event, timeout=10)
         assert resp.status_code == 200, resp.text
         return resp.json()['uuid']
@@ -102,10 +108,11 @@ def test_seed_consumer_jsonpath_routes_the_fixture_event(stack, case):
     wanted = stack.subscribe(user, jsonpath=CONSUMER_JSONPATH, target_url=stack.target.url + path)
     unwanted = stack.subscribe(user, jsonpath=CONSUMER_JSONPATH.replace('text/plain', 'image/png'),
                                target_url=stack.target.url + path + '/png')
-    event_uuid = stack.post_event(EVENT)
+    event = fresh_event()
+    event_uuid = stack.post_event(event)
     settled(wanted)
     calls = stack.target.calls(path)
-    assert len(calls) == 1 and calls[0].json()['eventID'] == EVENT['eventID']
+    assert len(calls) == 1 and calls[0].json()['eventID'] == event['eventID']
     assert stack.target.calls(path + '/png') == [] and rows_of(unwanted) == []
     shown = run_cmd(stack.env, 'eventget', event_uuid).stdout.splitlines()
     assert shown[0] == f'Event - {event_uuid}'
@@ -119,7 +126,7 @@ def test_auth_extensions_and_headers_reach_the_target(stack, case):
                             extensions={'comExampleExtension': 'mine', 'added': 1})
     header = stack.subscribe(user, target_url=stack.target.url + path + '/header',
                              auth={'type': 'header', 'header': {'type': 'Bearer', 'credentials': 't0k'}})
-    stack.post_event(EVENT)
+    stack.post_event()
     settled(basic), settled(header)
     (got_basic,) = stack.target.calls(path + '/basic')
     assert got_basic.headers['Authorization'] == 'Basic ' + base64.b64encode(b'me:pw').decode()
@@ -136,11 +143,12 @@ def test_auth_extensions_and_headers_reach_the_target(stack, case):
 def test_one_policy_call_per_user_per_event(stack, case):
     user, path = case
     subs = [stack.subscribe(user, name=f's{i}', target_url=f'{stack.target.url}{path}/{i}') for i in range(3)]
-    stack.post_event(EVENT)
+    event = fresh_event()
+    stack.post_event(event)
     for sub in subs:
         settled(sub)
     calls = stack.policy.calls(f'/events/{user}')
-    assert len(calls) == 1 and calls[0].json() == EVENT
+    assert len(calls) == 1 and calls[0].json() == event
     assert all(len(stack.target.calls(f'{path}/{i}')) == 1 for i in range(3))
 
 
@@ -148,7 +156,7 @@ def test_policy_denial_is_logged_not_delivered(stack, case):
     user, path = case
     stack.policy.script(f'/events/{user}', Answer(412, '{"status": "error", "message": "nope"}'))
     sub = stack.subscribe(user, target_url=stack.target.url + path)
-    stack.post_event(EVENT)
+    stack.post_event()
     (row,) = settled(sub)
     assert (row.policy_status_code, row.target_status_code) == ('412', None)
     assert 'nope' in row.policy_resp_body
@@ -160,7 +168,7 @@ def test_policy_outage_is_retried_then_delivered(stack, case):
     user, path = case
     stack.policy.script(f'/events/{user}', Answer(500, '{"status": "error"}'), Answer(503), Answer(200))
     sub = stack.subscribe(user, target_url=stack.target.url + path)
-    stack.post_event(EVENT)
+    stack.post_event()
     (row,) = settled(sub)
     assert (row.policy_status_code, row.target_status_code) == ('200', '200')
     assert len(stack.policy.calls(f'/events/{user}')) == 3
@@ -171,7 +179,7 @@ def test_policy_outage_past_the_schedule_disables(stack, case):
     user, path = case
     stack.policy.script(f'/events/{user}', Answer(500, '{"status": "error", "message": "unknown user"}'))
     sub = stack.subscribe(user, target_url=stack.target.url + path)
-    stack.post_event(EVENT)
+    stack.post_event()
     wait_until(lambda: fetched(sub).disabled, 30, what='subscription disabled')
     assert fetched(sub).error.startswith('policy server answered 500')
     assert 'gave up after 3 attempt(s)' in fetched(sub).error
@@ -183,7 +191,7 @@ def test_target_refusal_disables_at_once(stack, case, status, kind):
     user, path = case
     stack.target.script(path, Answer(status, '{"why": "no such hook"}', {'Location': 'http://elsewhere/'}))
     sub = stack.subscribe(user, target_url=stack.target.url + path)
-    stack.post_event(EVENT)
+    stack.post_event()
     (row,) = settled(sub)
     assert (row.target_status_code, row.attempts) == (str(status), 1)
     wait_until(lambda: fetched(sub).disabled, 30, what='subscription disabled')
@@ -201,7 +209,7 @@ def test_target_trouble_is_retried_then_delivered(stack, case, answers):
     user, path = case
     stack.target.script(path, *answers)
     sub = stack.subscribe(user, target_url=stack.target.url + path)
-    stack.post_event(EVENT)
+    stack.post_event()
     wait_until(lambda: rows_of(sub) and rows_of(sub)[0].is_delivered(), 30, what='delivery')
     (row,) = rows_of(sub)
     calls = stack.target.calls(path)
@@ -214,7 +222,7 @@ def test_target_trouble_is_retried_then_delivered(stack, case, answers):
 def test_target_down_past_the_schedule_disables(stack, case):
     user, _ = case
     sub = stack.subscribe(user, target_url=f'http://127.0.0.1:{free_port()}/closed')
-    stack.post_event(EVENT)
+    stack.post_event()
     wait_until(lambda: fetched(sub).disabled, 30, what='subscription disabled')
     (row,) = rows_of(sub)
     assert (row.target_status_code, row.attempts) == ('unreachable', 3)
@@ -226,7 +234,7 @@ def test_eventretry_delivers_after_reenabling(stack, case):
     user, path = case
     stack.target.script(path, Answer(400, 'bad'), Answer(200))
     sub = stack.subscribe(user, target_url=stack.target.url + path)
-    event_uuid = stack.post_event(EVENT)
+    event_uuid = stack.post_event()
     wait_until(lambda: fetched(sub).disabled, 30, what='subscription disabled')
     resp = requests.put(f"{stack.api.url}/eventmatch/{sub['uuid']}", json={'disabled': None, 'error': None},
                         headers={'Http-Remote-User': user}, timeout=10)

@@ -6,9 +6,10 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
+from kombu.exceptions import OperationalError as BrokerError
 from peewee import DatabaseError
 
-from . import eventlog, pipeline, tasks
+from . import eventlog, pipeline, recovery, tasks
 from .app import check_database, serve
 from .config import ConfigError, set_config_file
 from .globals import CHERRYPY_CONFIG
@@ -53,16 +54,24 @@ def _eventget(args: argparse.Namespace) -> int:
 
 def _eventpurge(args: argparse.Namespace) -> int:
     _require_schema()
-    deleted = eventlog.purge_events(
-        eventlog.parse_uuids(args.uuids),
-        eventlog.parse_date(args.older_than_date, args.date_format), args.limit)
+    uuids = eventlog.parse_uuids(args.uuids)
+    older_than = eventlog.parse_date(args.older_than_date, args.date_format)
+    deleted = eventlog.purge_events(uuids, older_than, args.limit)
     print(f'purged {deleted} event(s)')
+    kept = eventlog.count_unsettled(uuids, older_than)
+    if kept:
+        print(f'kept {kept} event(s) whose deliveries are still pending')
     return 0
 
 
 def _eventretry(args: argparse.Namespace) -> int:
     _require_schema()
+    if args.pending:
+        found = tasks.recover(recovery.EVERYTHING)
+        print(f'requeued {found.describe()}')
     uuids = eventlog.parse_uuids(args.uuids)
+    if not uuids and not args.pending:
+        raise eventlog.EventLogError('name the events to retry (UUIDs), or use --pending')
     eventlog.require_known(uuids)
     for event_uuid in uuids:
         pipeline.redispatch(event_uuid)
@@ -110,7 +119,10 @@ def cmd_parser() -> argparse.ArgumentParser:
     purge.add_argument('--older-than-date', help='events received before this date')
     retry = command('eventretry', _eventretry,
                     'dispatch logged events again; deliveries already made are not repeated')
-    retry.add_argument('uuids', nargs='+', metavar='UUID', help='event UUIDs')
+    retry.add_argument('uuids', nargs='*', metavar='UUID', help='event UUIDs')
+    retry.add_argument('--pending', action='store_true',
+                       help='first queue again all unfinished work now (what the recovery sweep '
+                            'would queue once it is due)')
     retry.add_argument('--wait', type=float, default=0, metavar='SECONDS',
                        help='then wait up to this long for every delivery and print the outcome')
     return parser
@@ -128,6 +140,9 @@ def cmd(argv: Sequence[str] | None = None) -> int:
         print(f'{CMD}: error: {exc}', file=sys.stderr)
     except DatabaseError as exc:
         print(f'{CMD}: database error: {str(exc).strip()}', file=sys.stderr)
+    except BrokerError as exc:
+        print(f'{CMD}: broker unavailable (nothing lost: the sweep queues it later): {exc}',
+              file=sys.stderr)
     finally:
         NotificationSystem.database_close()
     return 1

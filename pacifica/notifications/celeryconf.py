@@ -6,9 +6,10 @@ queued work across restarts.  Results are never kept: nothing reads them.
 """
 from __future__ import annotations
 
+from . import fsbroker
 from .config import data_dir, get_config, retry_schedule
 
-EMBEDDED_BROKER = 'filesystem://localhost/'
+EMBEDDED_BROKER = f'{fsbroker.SCHEME}://localhost/'
 
 
 def broker_url() -> str:
@@ -18,11 +19,11 @@ def broker_url() -> str:
 
 def is_embedded() -> bool:
     """Whether work goes through the embedded broker (and so needs our own worker)."""
-    return broker_url().startswith('filesystem:')
+    return broker_url().startswith(('filesystem:', f'{fsbroker.SCHEME}:'))
 
 
 def _transport_options(url: str) -> dict:
-    if url.startswith('filesystem:'):
+    if url.startswith(('filesystem:', f'{fsbroker.SCHEME}:')):
         folder = data_dir() / 'broker'
         for name in ('queue', 'control'):
             (folder / name).mkdir(parents=True, exist_ok=True)
@@ -39,6 +40,7 @@ def celery_settings() -> dict:
     """Everything Celery needs, read from our configuration when first asked."""
     config = get_config()
     url = broker_url()
+    fsbroker.register()
     settings = {
         'broker_url': url,
         'broker_transport_options': _transport_options(url),
@@ -51,10 +53,16 @@ def celery_settings() -> dict:
         'task_acks_late': True,
         'task_reject_on_worker_lost': True,
         'worker_prefetch_multiplier': 1,
+        # After a broker connection loss: unacked tasks come back from the
+        # broker anyway, so stop them rather than let them hold the worker's
+        # prefetch slots, and take work at full prefetch straight away.
+        'worker_cancel_long_running_tasks_on_connection_loss': True,
+        'worker_enable_prefetch_count_reduction': False,
         'worker_hijack_root_logger': False,
+        # Nothing here uses remote control, and its per-node reply queue
+        # collides when two workers on one host share a node name.
+        'worker_enable_remote_control': False,
     }
     if config.get('celery', 'backend_url'):
         settings['result_backend'] = config.get('celery', 'backend_url')
-    if is_embedded():
-        settings['worker_enable_remote_control'] = False
     return settings

@@ -103,12 +103,33 @@ def format_event(event: EventLog) -> str:
     return '\n'.join(lines)
 
 
+def _settled():
+    """The events with no work left: dispatched, and no delivery still due."""
+    busy = EventLogMatch.select(EventLogMatch.event_log).where(EventLogMatch.retry_at.is_null(False))
+    return EventLog.retry_at.is_null() & EventLog.uuid.not_in(busy)
+
+
+def _purge_query(uuids: list[uuid.UUID] | None, older_than: datetime | None):
+    query = EventLog.select(EventLog.uuid)
+    if uuids:
+        query = query.where(EventLog.uuid.in_(uuids))
+    if older_than is not None:
+        query = query.where(EventLog.created < older_than)
+    return query
+
+
+def count_unsettled(uuids: list[uuid.UUID] | None = None, older_than: datetime | None = None) -> int:
+    """How many of the events a purge names it must keep, their work not done."""
+    return _purge_query(uuids, older_than).where(~_settled()).count()
+
+
 def purge_events(uuids: list[uuid.UUID] | None = None, older_than: datetime | None = None,
                  limit: int | None = None, batch: int = PURGE_BATCH) -> int:
     """Delete events and their match rows, oldest first; return how many events went.
 
     At least one of ``uuids`` and ``older_than`` is required, so that a bare
-    command never empties the log.  Each batch is one transaction.
+    command never empties the log.  Events whose dispatch or deliveries are
+    still pending are kept.  Each batch is one transaction.
     """
     if not uuids and older_than is None:
         raise EventLogError('name the events to purge: UUIDs or --older-than-date')
@@ -119,11 +140,8 @@ def purge_events(uuids: list[uuid.UUID] | None = None, older_than: datetime | No
     deleted = 0
     while limit is None or deleted < limit:
         size = batch if limit is None else min(batch, limit - deleted)
-        query = EventLog.select(EventLog.uuid).order_by(EventLog.created, EventLog.uuid).limit(size)
-        if uuids:
-            query = query.where(EventLog.uuid.in_(uuids))
-        if older_than is not None:
-            query = query.where(EventLog.created < older_than)
+        query = _purge_query(uuids, older_than).where(_settled()).order_by(
+            EventLog.created, EventLog.uuid).limit(size)
         with BaseModel.atomic():
             ids = [row.uuid for row in query]
             if not ids:

@@ -32,6 +32,8 @@ SETTINGS: dict[tuple[str, str], tuple[str, str | None]] = {
     ('notifications', 'connect_timeout'): ('CONNECT_TIMEOUT', '5'),
     ('notifications', 'read_timeout'): ('READ_TIMEOUT', '30'),
     ('notifications', 'max_logged_body'): ('MAX_LOGGED_BODY', '4096'),
+    ('notifications', 'recover_after'): ('RECOVER_AFTER', '300'),
+    ('notifications', 'sweep_interval'): ('SWEEP_INTERVAL', '30'),
     ('celery', 'broker_url'): ('BROKER_URL', None),
     ('celery', 'backend_url'): ('BACKEND_URL', None),
     ('celery', 'queue'): ('CELERY_QUEUE', 'pacifica-notifications'),

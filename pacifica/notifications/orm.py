@@ -16,6 +16,7 @@ from peewee import (
     ImproperlyConfigured, IntegerField, Model, MySQLDatabase, TextField, UUIDField,
 )
 from playhouse.migrate import SchemaMigrator, migrate
+from playhouse.pool import PooledDatabase
 
 from . import jsonpath
 from .config import ConfigError, get_number
@@ -25,7 +26,7 @@ from .database import configured_url, database_from_url
 DB = DatabaseProxy()
 
 #: The schema version this code reads and writes.
-SCHEMA_MAJOR = 4
+SCHEMA_MAJOR = 5
 SCHEMA_MINOR = 0
 
 
@@ -66,6 +67,19 @@ def bind_database(database=None) -> None:
     DB.initialize(database if database is not None else database_from_url(configured_url()))
 
 
+def _check_pooled() -> None:
+    """Replace a pooled connection the server dropped (a restart) with a fresh one.
+
+    A connection that sat in the pool across a database restart fails on
+    first use; one ``SELECT 1`` finds it, so a request or task never does.
+    """
+    try:
+        DB.execute_sql('SELECT 1')
+    except DatabaseError:
+        DB.manual_close()
+        DB.connect()
+
+
 class BaseModel(Model):
     """Common base: the shared database binding and connection handling."""
 
@@ -80,7 +94,8 @@ class BaseModel(Model):
         """
         if DB.obj is None:
             bind_database()
-        DB.connect(reuse_if_open=True)
+        if DB.connect(reuse_if_open=True) and isinstance(DB.obj, PooledDatabase):
+            _check_pooled()
 
     @classmethod
     def database_close(cls) -> None:
@@ -146,11 +161,19 @@ class EventMatch(BaseModel):
 
 
 class EventLog(BaseModel):
-    """An event as received, kept until purged."""
+    """An event as received, kept until purged.
+
+    ``dedup_key`` (a digest of the CloudEvent's source and id) makes a
+    re-posted event find the first copy; ``retry_at`` is set while the event
+    still waits to be matched, and says when the recovery sweep may dispatch
+    it again if its queued task never ran.
+    """
 
     uuid = UUIDField(primary_key=True, default=uuid.uuid4)
     jsondata = TextField()
     created = DateTimeField(default=utcnow, index=True)
+    dedup_key = CharField(max_length=64, null=True, unique=True)
+    retry_at = DateTimeField(null=True, index=True)
 
 
 class EventLogMatch(BaseModel):
@@ -166,6 +189,7 @@ class EventLogMatch(BaseModel):
     created = DateTimeField(default=utcnow)
     attempts = IntegerField(default=0)
     last_attempt = DateTimeField(null=True)
+    retry_at = DateTimeField(null=True, index=True)
 
     def is_delivered(self) -> bool:
         """Whether the target has taken this event (so it must not be sent again)."""
@@ -237,6 +261,15 @@ class _NoTransaction:
         return False
 
 
+#: Columns that MySQL's 64 KiB TEXT cannot always hold, widened by the 5.0 step.
+MYSQL_LONG_TEXT = {
+    'eventlog': [('jsondata', ' NOT NULL')],
+    'eventmatch': [('jsonpath', ' NOT NULL'), ('target_url', ' NOT NULL'), ('auth', ''),
+                   ('extensions', ' NOT NULL'), ('error', '')],
+    'eventlogmatch': [('policy_resp_body', ''), ('target_resp_body', '')],
+}
+
+
 class OrmSync:
     """Special module for syncing the orm.
 
@@ -247,7 +280,7 @@ class OrmSync:
     upgrade resumes where it stopped.
     """
 
-    versions = [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0)]
+    versions = [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]
 
     @staticmethod
     def dbconn_blocking() -> None:
@@ -293,6 +326,28 @@ class OrmSync:
             migrator.add_column(table, 'last_attempt', DateTimeField(null=True)),
             migrator.add_index(table, ('event_log_id', 'event_match_id'), unique=True),
         )
+
+    @staticmethod
+    def update_4_0_to_5_0() -> None:
+        """Update by adding duplicate detection and the recovery sweep's due times.
+
+        Rows logged before 5.0 get no due time: only work started by this
+        version is tracked for recovery.
+        """
+        events, matches = EventLog._meta.table_name, EventLogMatch._meta.table_name
+        migrator = SchemaMigrator.from_database(DB.obj)
+        migrate(
+            migrator.add_column(events, 'dedup_key', CharField(max_length=64, null=True)),
+            migrator.add_column(events, 'retry_at', DateTimeField(null=True)),
+            migrator.add_index(events, ('dedup_key',), unique=True),
+            migrator.add_index(events, ('retry_at',)),
+            migrator.add_column(matches, 'retry_at', DateTimeField(null=True)),
+            migrator.add_index(matches, ('retry_at',)),
+        )
+        if isinstance(DB.obj, MySQLDatabase):
+            for table, columns in MYSQL_LONG_TEXT.items():
+                changes = ', '.join(f'MODIFY {column} LONGTEXT{extra}' for column, extra in columns)
+                DB.execute_sql(f'ALTER TABLE {table} {changes}')
 
     @classmethod
     def update_tables(cls) -> tuple[int, int]:

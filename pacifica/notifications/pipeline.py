@@ -12,11 +12,12 @@ import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from peewee import IntegrityError
 
 from . import delivery, jsonpath
-from .config import get_config, retry_schedule
+from .config import get_config, get_number, retry_schedule
 from .delivery import Reply
 from .orm import BaseModel, EventLog, EventLogMatch, EventMatch, utcnow
 from .verdicts import Verdict, policy_verdict, retry_delay, target_verdict
@@ -34,6 +35,21 @@ class Work:
     ask: list[str] = field(default_factory=list)
     deliver: list[tuple[str, int]] = field(default_factory=list)
     retry_in: float | None = None
+
+
+def recover_after() -> float:
+    """Seconds queued work may take to start before the recovery sweep assumes it lost."""
+    return float(get_number('notifications', 'recover_after', float))
+
+
+def lease(extra: float = 0.0) -> datetime:
+    """The due time of work queued now to start within ``extra`` seconds (see :mod:`recovery`)."""
+    return utcnow() + timedelta(seconds=recover_after() + extra)
+
+
+def _set_due(rows: list, when: datetime | None) -> None:
+    if rows:
+        EventLogMatch.update(retry_at=when).where(EventLogMatch.uuid.in_(rows)).execute()
 
 
 def policy_url() -> str:
@@ -80,10 +96,10 @@ def create_log_match(eventmatch: EventMatch, event_log_uuid, policy_resp: Reply 
     return row
 
 
-def update_log_match(elm_uuid, target_resp: Reply) -> None:
-    """Record the target's reply on the log row."""
-    EventLogMatch.update(target_status_code=target_resp.code, target_resp_body=target_resp.body).where(
-        EventLogMatch.uuid == elm_uuid).execute()
+def update_log_match(elm_uuid, target_resp: Reply, retry_at: datetime | None = None) -> None:
+    """Record the target's reply on the log row, and when it is next due (None: finished)."""
+    EventLogMatch.update(target_status_code=target_resp.code, target_resp_body=target_resp.body,
+                         retry_at=retry_at).where(EventLogMatch.uuid == elm_uuid).execute()
 
 
 def disable_eventmatch(eventmatch_uuid, error: str) -> None:
@@ -99,13 +115,15 @@ def dispatch_orm_event(orm_event: EventLog) -> dict[str, list[EventLogMatch]]:
 
     Rows are created in one statement that skips pairs already logged, so a
     repeated dispatch finds the rows of the first and never doubles them.
+    Each new row is due for recovery should its next task never run.
     """
     matched = match_subscriptions(json.loads(orm_event.jsondata), live_subscriptions())
     if not matched:
         return {}
+    due = lease()
     EventLogMatch.insert_many(
-        [{'uuid': uuid.uuid4(), 'event_log': orm_event.uuid, 'event_match': sub.uuid, 'created': utcnow()}
-         for sub in matched]).on_conflict_ignore().execute()
+        [{'uuid': uuid.uuid4(), 'event_log': orm_event.uuid, 'event_match': sub.uuid, 'created': utcnow(),
+          'retry_at': due} for sub in matched]).on_conflict_ignore().execute()
     users = {sub.uuid: sub.user for sub in matched}
     pending: dict[str, list[EventLogMatch]] = defaultdict(list)
     for row in EventLogMatch.select().where(
@@ -116,14 +134,20 @@ def dispatch_orm_event(orm_event: EventLog) -> dict[str, list[EventLogMatch]]:
 
 
 def dispatch(event_uuid: str) -> Work:
-    """Step 1: match the event; ask about each user with matches (or deliver, with no policy)."""
+    """Step 1: match the event; ask about each user with matches (or deliver, with no policy).
+
+    An event already dispatched is left alone: a repeated task (a redelivered
+    message, or a sweep racing a slow queue) must not start its work twice.
+    """
     orm_event = EventLog.get_or_none(EventLog.uuid == event_uuid)
-    if orm_event is None:
+    if orm_event is None or orm_event.retry_at is None:
         return Work()
     pending = dispatch_orm_event(orm_event)
+    rows = [row for user_rows in pending.values() for row in user_rows]
+    _set_due([row.uuid for row in rows], lease())
+    EventLog.update(retry_at=None).where(EventLog.uuid == orm_event.uuid).execute()
     if policy_url():
         return Work(ask=sorted(pending))
-    rows = [row for user_rows in pending.values() for row in user_rows]
     EventLogMatch.update(policy_status_code=POLICY_SKIPPED).where(
         EventLogMatch.uuid.in_([row.uuid for row in rows])).execute()
     return Work(deliver=[(str(row.uuid), row.attempts + 1) for row in rows])
@@ -143,14 +167,17 @@ def query_policy(event_uuid: str, user: str, attempt: int = 1) -> Work:
     if not rows:
         return Work()
     reply = delivery.ask_policy(policy_url(), user, json.loads(orm_event.jsondata))
+    keys = [row.uuid for row in rows]
     EventLogMatch.update(policy_status_code=reply.code, policy_resp_body=reply.body).where(
-        EventLogMatch.uuid.in_([row.uuid for row in rows])).execute()
+        EventLogMatch.uuid.in_(keys)).execute()
     verdict = policy_verdict(reply)
     if verdict is Verdict.DONE:
+        _set_due(keys, lease())
         return Work(deliver=[(str(row.uuid), row.attempts + 1) for row in rows])
+    delay = None if verdict is Verdict.DENIED else retry_delay(retry_schedule(), attempt, reply.retry_after)
+    _set_due(keys, None if delay is None else lease(delay))
     if verdict is Verdict.DENIED:
         return Work()
-    delay = retry_delay(retry_schedule(), attempt, reply.retry_after)
     if delay is not None:
         return Work(retry_in=delay)
     for row in rows:
@@ -160,8 +187,14 @@ def query_policy(event_uuid: str, user: str, attempt: int = 1) -> Work:
 
 
 def _claim(row: EventLogMatch, attempt: int) -> bool:
-    """Take attempt number ``attempt`` of a delivery; False if it was taken already."""
-    return EventLogMatch.update(attempts=attempt, last_attempt=utcnow()).where(
+    """Take attempt number ``attempt`` of a delivery; False if it was taken already.
+
+    The attempt stays due until its outcome is recorded: a worker killed
+    while sending leaves it to the recovery sweep.
+    """
+    in_flight = float(get_number('notifications', 'connect_timeout', float)) + float(
+        get_number('notifications', 'read_timeout', float))
+    return EventLogMatch.update(attempts=attempt, last_attempt=utcnow(), retry_at=lease(in_flight)).where(
         (EventLogMatch.uuid == row.uuid) & (EventLogMatch.attempts == attempt - 1)).execute() == 1
 
 
@@ -169,19 +202,22 @@ def route_event(elm_uuid: str, attempt: int = 1) -> Work:
     """Step 3: deliver to one subscription's target, once per attempt number."""
     row = (EventLogMatch.select(EventLogMatch, EventMatch, EventLog).join(EventMatch)
            .switch(EventLogMatch).join(EventLog).where(EventLogMatch.uuid == elm_uuid).first())
-    if row is None or row.is_delivered():
+    if row is None:
         return Work()
     sub = row.event_match
-    if sub.deleted is not None or sub.disabled is not None or not _claim(row, attempt):
+    if row.is_delivered() or sub.deleted is not None or sub.disabled is not None:
+        _set_due([row.uuid], None)
+        return Work()
+    if not _claim(row, attempt):
         return Work()
     event = delivery.with_extensions(json.loads(row.event_log.jsondata), sub.extensions_dict())
     reply = delivery.deliver(sub.target_url, event, sub.auth_dict(), str(row.uuid))
-    update_log_match(row.uuid, reply)
     verdict = target_verdict(reply)
+    delay = retry_delay(retry_schedule(), attempt, reply.retry_after) if verdict is Verdict.RETRY else None
+    update_log_match(row.uuid, reply, None if delay is None else lease(delay))
     if verdict is Verdict.DONE:
         return Work()
     if verdict is Verdict.RETRY:
-        delay = retry_delay(retry_schedule(), attempt, reply.retry_after)
         if delay is not None:
             return Work(retry_in=delay)
         disable_eventmatch(sub.uuid, f'target {reply.describe()}; gave up after {attempt} attempt(s)')
@@ -191,8 +227,9 @@ def route_event(elm_uuid: str, attempt: int = 1) -> Work:
 
 
 def redispatch(event_uuid: str) -> None:
-    """Give an event's undelivered rows a fresh retry schedule before dispatching it again."""
+    """Make an event due for dispatch again, its undelivered rows with a fresh retry schedule."""
     rows = EventLogMatch.select().where(EventLogMatch.event_log == event_uuid)
     undelivered = [row.uuid for row in rows if not row.is_delivered()]
     if undelivered:
         EventLogMatch.update(attempts=0).where(EventLogMatch.uuid.in_(undelivered)).execute()
+    EventLog.update(retry_at=lease()).where(EventLog.uuid == event_uuid).execute()

@@ -1,0 +1,138 @@
+"""The recovery sweep, run without a worker: what it claims, what it clears, what it gives back."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from kombu.exceptions import OperationalError
+
+from pacifica.notifications import intake, pipeline, recovery, tasks
+from pacifica.notifications.config import get_config
+from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch, utcnow
+from pacifica.notifications.sweeper import Sweeper
+
+from .conftest import FIXTURES
+from .httpfakes import Recorder
+
+EVENT = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
+
+
+@pytest.fixture
+def world(synced, monkeypatch):
+    """A policy server, a target, one subscription; queued work is presumed lost after 60 s."""
+    policy, target = Recorder(), Recorder()
+    monkeypatch.setenv('POLICY_URL', policy.url)
+    monkeypatch.setenv('RECOVER_AFTER', '60')
+    get_config.cache_clear()
+    sub = EventMatch.create(name='s', jsonpath='data', user='dmlb2001', target_url=target.url + '/t')
+    yield sub
+    policy.close()
+    target.close()
+    get_config.cache_clear()
+
+
+def overdue() -> None:
+    """Let every due time pass, as if the queued tasks had been lost."""
+    past = utcnow() - timedelta(seconds=1)
+    EventLog.update(retry_at=past).where(EventLog.retry_at.is_null(False)).execute()
+    EventLogMatch.update(retry_at=past).where(EventLogMatch.retry_at.is_null(False)).execute()
+
+
+def log_event(**changes) -> str:
+    return str(intake.store_event({**EVENT, **changes}).event.uuid)
+
+
+def test_nothing_is_claimed_before_it_is_due(world):
+    log_event()
+    assert not recovery.sweep()
+
+
+def test_an_undispatched_event_is_claimed_once(world):
+    event_uuid = log_event()
+    overdue()
+    assert recovery.sweep().events == [event_uuid]
+    assert not recovery.sweep()
+    overdue()
+    assert recovery.sweep().events == [event_uuid]
+
+
+def test_concurrent_sweeps_share_out_the_work(world):
+    uuids = {log_event(eventID=f'e{index}') for index in range(40)}
+    overdue()
+    cutoff, results = utcnow(), []
+    sweepers = [threading.Thread(target=lambda: results.append(_sweep_in_thread(cutoff))) for _ in range(4)]
+    for thread in sweepers:
+        thread.start()
+    for thread in sweepers:
+        thread.join(30)
+    claimed = [event for found in results for event in found]
+    assert sorted(claimed) == sorted(uuids)
+
+
+def _sweep_in_thread(cutoff) -> list[str]:
+    """One sweeping process: its own connection."""
+    EventLog._meta.database.connect(reuse_if_open=True)
+    try:
+        return recovery.sweep(cutoff).events
+    finally:
+        EventLog._meta.database.close()
+
+
+def test_rows_resume_where_they_stopped(world):
+    asked, allowed, delivered = (log_event(eventID=name) for name in ('asked', 'allowed', 'delivered'))
+    for event_uuid in (asked, allowed, delivered):
+        pipeline.dispatch(event_uuid)
+    rows = {str(row.event_log_id): row for row in EventLogMatch.select()}
+    EventLogMatch.update(policy_status_code='200', attempts=2).where(
+        EventLogMatch.event_log.in_([allowed, delivered])).execute()
+    EventLogMatch.update(target_status_code='200').where(EventLogMatch.event_log == delivered).execute()
+    overdue()
+    found = recovery.sweep()
+    assert found.asks == {(asked, 'dmlb2001'): [str(rows[asked].uuid)]}
+    assert found.deliveries == [(str(rows[allowed].uuid), 3)]
+    assert EventLogMatch.get(EventLogMatch.event_log == delivered).retry_at is None
+
+
+def test_rows_of_retired_subscriptions_are_cleared(world):
+    event_uuid = log_event()
+    pipeline.dispatch(event_uuid)
+    EventMatch.update(disabled=utcnow()).execute()
+    overdue()
+    assert not recovery.sweep()
+    assert EventLogMatch.get().retry_at is None
+
+
+def test_work_the_broker_refused_is_due_again_at_once(world, monkeypatch):
+    monkeypatch.setenv('BROKER_URL', 'redis://127.0.0.1:1/0')
+    get_config.cache_clear()
+    tasks.CELERY_APP.conf.broker_url = 'redis://127.0.0.1:1/0'
+    try:
+        event_uuid = log_event()
+        with pytest.raises(OperationalError):
+            tasks.recover(recovery.EVERYTHING)
+    finally:
+        tasks.CELERY_APP.conf.broker_url = None
+    assert EventLog.get_by_id(event_uuid).retry_at <= utcnow()
+
+
+def test_sweeper_repeats_and_survives_a_failed_sweep():
+    calls = []
+    done = threading.Event()
+
+    def sweep():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError('database went away')
+        if len(calls) == 3:
+            done.set()
+
+    sweeper = Sweeper(sweep, 0.01)
+    sweeper.start()
+    try:
+        assert done.wait(10)
+    finally:
+        sweeper.stop()
+    count = len(calls)
+    assert sweeper._thread is None and len(calls) == count
