@@ -25,8 +25,9 @@ SCHEMES = {
     'mysql': PooledMySQLDatabase,
 }
 
-#: MySQL's plain DATETIME drops microseconds; the API's timestamps keep them.
-MYSQL_FIELD_TYPES = {'DATETIME': 'DATETIME(6)'}
+#: MySQL's plain DATETIME drops microseconds and its TEXT stops at 64 KiB;
+#: timestamps keep microseconds and events may be as large as a request.
+MYSQL_FIELD_TYPES = {'DATETIME': 'DATETIME(6)', 'TEXT': 'LONGTEXT'}
 
 #: Pool settings used unless the URL's query string says otherwise.
 POOL_DEFAULTS = {'max_connections': 32, 'stale_timeout': 300, 'timeout': 10}

@@ -7,6 +7,7 @@ object with ``status`` and ``message``.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import sys
@@ -37,6 +38,13 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f'{name} is not valid JSON')
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float('inf'), float('-inf')):
+        raise ValueError(f'number {text[:40]} is too large')
+    return value
+
+
 def _depth(value: Any) -> int:
     """Nesting depth of a parsed JSON value, without recursion."""
     deepest, stack = 0, [(value, 1)]
@@ -58,7 +66,10 @@ def read_json_object() -> dict:
             f"Content-Type must be application/json, not {content_type or 'missing'!r}")
     raw = cherrypy.request.body.read()
     try:
-        body = json.loads(raw.decode('utf-8'), parse_constant=_reject_constant)
+        body = json.loads(raw.decode('utf-8'), parse_constant=_reject_constant, parse_float=_finite_float)
+        encode_text(body)
+    except UnicodeEncodeError:
+        raise ClientError('body holds a lone surrogate (\\ud800-\\udfff), which is not text') from None
     except UnicodeDecodeError:
         raise ClientError('body is not valid UTF-8') from None
     except RecursionError:
@@ -78,6 +89,8 @@ def get_remote_user() -> str:
     user = cherrypy.request.headers.get(config.get('notifications', 'user_header'), '').strip()
     if len(user) > 255:
         raise ClientError('remote user name is longer than 255 characters')
+    if '\x00' in user:
+        raise ClientError('remote user name contains a NUL character')
     return user or config.get('notifications', 'default_user')
 
 
@@ -89,6 +102,9 @@ def client_errors(handler):
             return handler(*args, **kwargs)
         except ClientError as exc:
             raise cherrypy.HTTPError(exc.status, str(exc)) from None
+    # CherryPy reads the handler's parameters to turn a wrong path or query
+    # into 404/400; it does not follow ``__wrapped__``, so show it the real ones.
+    wrapper.__signature__ = inspect.signature(handler)
     return wrapper
 
 
@@ -141,9 +157,13 @@ class ReceiveEvent:
     @cherrypy.tools.json_out()
     @client_errors
     def POST(self):
-        """Store the event before answering, then hand it to the pipeline."""
-        event = intake.receive(read_json_object())
-        return {'status': 'accepted', 'uuid': str(event.uuid)}
+        """Store the event before answering, then hand it to the pipeline.
+
+        An event posted again (same ``source`` and id) is not stored twice:
+        the answer names the first copy and says it was a duplicate.
+        """
+        received = intake.receive(read_json_object())
+        return {'status': 'accepted', 'uuid': str(received.event.uuid), 'duplicate': received.duplicate}
 
 
 class Root:

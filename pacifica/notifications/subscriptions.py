@@ -82,19 +82,30 @@ def _schema_message(error) -> str:
     return f'{where}: {error.message}'
 
 
+#: Fields stored as plain text, where SQL databases cannot all keep a NUL character.
+TEXT_FIELDS = ('name', 'jsonpath', 'target_url', 'error')
+
+
 def validate(body: dict) -> None:
     """Check a client's fields against :data:`SCHEMA`, the jsonpath parser and URL rules."""
     error = best_match(_VALIDATOR.iter_errors(body))
     if error is not None:
         raise ClientError(_schema_message(error))
+    for key in TEXT_FIELDS:
+        if isinstance(body.get(key), str) and '\x00' in body[key]:
+            raise ClientError(f'{key}: must not contain NUL characters')
     if 'jsonpath' in body:
         try:
             parse_jsonpath(body['jsonpath'])
         except JsonPathError as exc:
             raise ClientError(f'jsonpath: {exc}') from None
     if 'target_url' in body:
-        url = urlparse(body['target_url'])
-        if url.scheme not in ('http', 'https') or not url.hostname:
+        try:
+            url = urlparse(body['target_url'])
+            host = url.hostname
+        except ValueError:
+            host = None
+        if host is None or url.scheme not in ('http', 'https'):
             raise ClientError(f"target_url: {body['target_url']!r} is not an absolute http(s) URL")
 
 
@@ -159,7 +170,8 @@ def visible(user: str, sub_uuid: str) -> EventMatch:
 def live_for(user: str) -> list[EventMatch]:
     """Return ``user``'s subscriptions that are not deleted, oldest first."""
     query = EventMatch.select().where((EventMatch.user == user) & EventMatch.deleted.is_null())
-    return list(query.order_by(EventMatch.created, EventMatch.uuid))
+    # MySQL's default collation compares names without case or accents; ownership is exact.
+    return [sub for sub in query.order_by(EventMatch.created, EventMatch.uuid) if sub.user == user]
 
 
 def update(sub: EventMatch, body: dict) -> EventMatch:
