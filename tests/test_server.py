@@ -9,6 +9,8 @@ from pathlib import Path
 
 import requests
 
+from pacifica.notifications import orm
+
 from .conftest import FIXTURES, run_cmd
 from .httpfakes import Recorder
 from .procs import notifications_server, script, wait_until
@@ -30,7 +32,7 @@ def test_refuses_to_start_before_dbsync(database, service_env):
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
     assert done.stderr.strip() == ('pacifica-notifications: cannot start: database schema is 0.0, '
-                                   'this code needs 4.x; run pacifica-notifications-cmd dbsync')
+                                   f'this code needs {orm.SCHEMA_MAJOR}.x; run pacifica-notifications-cmd dbsync')
 
 
 def test_refuses_to_start_without_database(service_env, tmp_path):
@@ -129,6 +131,30 @@ def test_one_command_runs_the_whole_embedded_service(service_env, tmp_path):
     finally:
         server.stop()
         policy.close()
+        target.close()
+
+
+def worker_pids(server) -> list[int]:
+    """The pids of the embedded workers the server says it started, in order."""
+    marker = 'Started embedded Celery worker (pid '
+    return [int(part.split(')')[0]) for part in server.output().split(marker)[1:]]
+
+
+def test_a_dead_embedded_worker_is_replaced(service_env, tmp_path):
+    target = Recorder()
+    env = {k: v for k, v in service_env.items() if k not in ('PEEWEE_URL', 'BROKER_URL')}
+    server = notifications_server(env, tmp_path / 'out.log').wait_ready()
+    try:
+        (first,) = wait_until(lambda: worker_pids(server), 30, what='the embedded worker')
+        server.wait_for_output(' ready.')
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: len(worker_pids(server)) == 2, 30, what='a new embedded worker')
+        requests.post(server.url + '/eventmatch', timeout=10, headers={'Http-Remote-User': 'u'},
+                      json={'name': 'm', 'jsonpath': 'data', 'target_url': target.url + '/hook'})
+        requests.post(server.url + '/receive', json={'source': '/s', 'id': '1', 'data': [1]}, timeout=10)
+        wait_until(lambda: target.calls('/hook'), 30, what='delivery by the new worker')
+    finally:
+        server.stop()
         target.close()
 
 
