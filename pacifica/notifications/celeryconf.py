@@ -6,10 +6,10 @@ queued work across restarts.  Results are never kept: nothing reads them.
 """
 from __future__ import annotations
 
-from . import fsbroker
+from . import transports
 from .config import data_dir, get_config, retry_schedule
 
-EMBEDDED_BROKER = f'{fsbroker.SCHEME}://localhost/'
+EMBEDDED_BROKER = f'{transports.SCHEME}://localhost/'
 
 
 def broker_url() -> str:
@@ -19,20 +19,24 @@ def broker_url() -> str:
 
 def is_embedded() -> bool:
     """Whether work goes through the embedded broker (and so needs our own worker)."""
-    return broker_url().startswith(('filesystem:', f'{fsbroker.SCHEME}:'))
+    return broker_url().startswith(('filesystem:', f'{transports.SCHEME}:'))
 
 
 def _transport_options(url: str) -> dict:
-    if url.startswith(('filesystem:', f'{fsbroker.SCHEME}:')):
+    if url.startswith(('filesystem:', f'{transports.SCHEME}:')):
         folder = data_dir() / 'broker'
         for name in ('queue', 'control'):
             (folder / name).mkdir(parents=True, exist_ok=True)
         return {'data_folder_in': str(folder / 'queue'), 'data_folder_out': str(folder / 'queue'),
-                'control_folder': str(folder / 'control'), 'polling_interval': 0.1}
+                'control_folder': str(folder / 'control'), 'polling_interval': 0.05}
     if url.startswith(('redis', 'rediss')):
         # Unacknowledged work returns to the queue after this long; it must
         # outlast the longest scheduled retry or the retry would run twice.
-        return {'visibility_timeout': max([3600.0, *retry_schedule()]) * 2}
+        # A consumer left on a dead connection notices it only through
+        # kombu's health check, so check every few seconds; and a publish
+        # must not wait for ever on a connection that is gone.
+        return {'visibility_timeout': max([3600.0, *retry_schedule()]) * 2,
+                'health_check_interval': 5, 'socket_timeout': 15, 'socket_connect_timeout': 5}
     return {}
 
 
@@ -40,9 +44,13 @@ def celery_settings() -> dict:
     """Everything Celery needs, read from our configuration when first asked."""
     config = get_config()
     url = broker_url()
-    fsbroker.register()
+    transports.register()
     settings = {
-        'broker_url': url,
+        'broker_url': transports.redis_url(url),
+        # The celery command line reads BROKER_URL into broker_url itself,
+        # unmapped; the read and write URLs win over it.
+        'broker_read_url': transports.redis_url(url),
+        'broker_write_url': transports.redis_url(url),
         'broker_transport_options': _transport_options(url),
         'broker_connection_retry_on_startup': True,
         'broker_connection_timeout': 4.0,
@@ -63,6 +71,12 @@ def celery_settings() -> dict:
         # collides when two workers on one host share a node name.
         'worker_enable_remote_control': False,
     }
+    if is_embedded():
+        # The filesystem transport fetches only up to the prefetch limit per
+        # poll, so a limit of one per thread caps a worker at a few dozen tasks
+        # a second; it deletes messages on read anyway, so holding more costs
+        # nothing the recovery sweep does not already cover.
+        settings['worker_prefetch_multiplier'] = 4
     if config.get('celery', 'backend_url'):
         settings['result_backend'] = config.get('celery', 'backend_url')
     return settings

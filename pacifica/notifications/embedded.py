@@ -13,7 +13,7 @@ import sys
 from cherrypy.process.plugins import Monitor, SimplePlugin
 
 WORKER_ARGS = ['-m', 'celery', '-A', 'pacifica.notifications.tasks', 'worker',
-               '--pool', 'threads', '--concurrency', '4', '--loglevel', 'INFO',
+               '--pool', 'threads', '--concurrency', '8', '--loglevel', 'INFO',
                '--without-gossip', '--without-mingle', '--without-heartbeat']
 
 
