@@ -176,3 +176,12 @@ def test_redispatch_restarts_the_schedule_of_undelivered_rows(peers):
     assert EventLogMatch.get().attempts == 1
     pipeline.redispatch(event_uuid)
     assert EventLogMatch.get().attempts == 0
+
+
+def test_an_event_is_for_the_subscriptions_that_existed_when_it_arrived(peers):
+    _, target = peers
+    before = subscribe(target, path='/before')
+    event_uuid = log_event()
+    subscribe(target, path='/after')
+    pipeline.dispatch(event_uuid)
+    assert [row.event_match_id for row in EventLogMatch.select()] == [before.uuid]

@@ -57,9 +57,16 @@ def policy_url() -> str:
     return get_config().get('notifications', 'policy_url')
 
 
-def live_subscriptions() -> list[EventMatch]:
-    """Every subscription that is neither deleted nor disabled."""
-    return list(EventMatch.select().where(EventMatch.deleted.is_null() & EventMatch.disabled.is_null()))
+def live_subscriptions(received: datetime | None = None) -> list[EventMatch]:
+    """Every subscription that is neither deleted nor disabled (and existed at ``received``).
+
+    An event is for the subscriptions that existed when it was received, however
+    long it waited to be dispatched (a backlog, an outage, the recovery sweep).
+    """
+    query = EventMatch.select().where(EventMatch.deleted.is_null() & EventMatch.disabled.is_null())
+    if received is not None:
+        query = query.where(EventMatch.created <= received)
+    return list(query)
 
 
 def match_subscriptions(event: dict, subs: list[EventMatch]) -> list[EventMatch]:
@@ -117,7 +124,7 @@ def dispatch_orm_event(orm_event: EventLog) -> dict[str, list[EventLogMatch]]:
     repeated dispatch finds the rows of the first and never doubles them.
     Each new row is due for recovery should its next task never run.
     """
-    matched = match_subscriptions(json.loads(orm_event.jsondata), live_subscriptions())
+    matched = match_subscriptions(json.loads(orm_event.jsondata), live_subscriptions(orm_event.created))
     if not matched:
         return {}
     due = lease()
