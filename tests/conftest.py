@@ -19,6 +19,7 @@ from pacifica.notifications import orm
 from pacifica.notifications.config import get_config
 from pacifica.notifications.database import database_from_url
 
+from .httpfakes import Recorder
 from .procs import script
 
 #: Figures the fault-injection tests report, printed at the end of the run.
@@ -131,6 +132,19 @@ def synced(database):
     orm.OrmSync.update_tables()
     yield database
     database.close()
+
+
+@pytest.fixture
+def peers(synced, monkeypatch):
+    """A policy server and a target server; the policy URL configured, one retry after 1 s."""
+    policy, target = Recorder(), Recorder()
+    monkeypatch.setenv('POLICY_URL', policy.url)
+    monkeypatch.setenv('RETRY_SCHEDULE', '1')
+    get_config.cache_clear()
+    yield policy, target
+    policy.close()
+    target.close()
+    get_config.cache_clear()
 
 
 def run_cmd(env: dict, *args: str) -> subprocess.CompletedProcess:

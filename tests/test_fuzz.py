@@ -14,7 +14,7 @@ import json
 import math
 import os
 import uuid
-from urllib.parse import parse_qsl, quote, urlparse
+from urllib.parse import quote
 
 import pytest
 import requests

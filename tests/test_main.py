@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch, OrmSync
+from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch
 
 from . import schema_history
 from .conftest import run_cmd

@@ -15,19 +15,6 @@ from .httpfakes import Answer, Recorder
 EVENT = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
 
 
-@pytest.fixture
-def peers(synced, monkeypatch):
-    """A policy server and a target server; the policy URL configured."""
-    policy, target = Recorder(), Recorder()
-    monkeypatch.setenv('POLICY_URL', policy.url)
-    monkeypatch.setenv('RETRY_SCHEDULE', '1')
-    get_config.cache_clear()
-    yield policy, target
-    policy.close()
-    target.close()
-    get_config.cache_clear()
-
-
 def subscribe(target: Recorder, user: str = 'dmlb2001', path: str = '/t', jsonpath: str = 'data') -> EventMatch:
     return EventMatch.create(name='s', jsonpath=jsonpath, user=user, target_url=target.url + path)
 

@@ -14,23 +14,16 @@ from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch, utcn
 from pacifica.notifications.sweeper import Sweeper
 
 from .conftest import FIXTURES
-from .httpfakes import Recorder
 
 EVENT = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
 
 
 @pytest.fixture
-def world(synced, monkeypatch):
-    """A policy server, a target, one subscription; queued work is presumed lost after 60 s."""
-    policy, target = Recorder(), Recorder()
-    monkeypatch.setenv('POLICY_URL', policy.url)
+def world(peers, monkeypatch):
+    """The peers and one subscription; queued work is presumed lost after 60 s."""
     monkeypatch.setenv('RECOVER_AFTER', '60')
     get_config.cache_clear()
-    sub = EventMatch.create(name='s', jsonpath='data', user='dmlb2001', target_url=target.url + '/t')
-    yield sub
-    policy.close()
-    target.close()
-    get_config.cache_clear()
+    return EventMatch.create(name='s', jsonpath='data', user='dmlb2001', target_url=peers[1].url + '/t')
 
 
 def overdue() -> None:

@@ -17,13 +17,17 @@ def broker_url() -> str:
     return get_config().get('celery', 'broker_url') or EMBEDDED_BROKER
 
 
+def _is_filesystem(url: str) -> bool:
+    return url.startswith(('filesystem:', f'{transports.SCHEME}:'))
+
+
 def is_embedded() -> bool:
     """Whether work goes through the embedded broker (and so needs our own worker)."""
-    return broker_url().startswith(('filesystem:', f'{transports.SCHEME}:'))
+    return _is_filesystem(broker_url())
 
 
 def _transport_options(url: str) -> dict:
-    if url.startswith(('filesystem:', f'{transports.SCHEME}:')):
+    if _is_filesystem(url):
         folder = data_dir() / 'broker'
         for name in ('queue', 'control'):
             (folder / name).mkdir(parents=True, exist_ok=True)
@@ -45,12 +49,13 @@ def celery_settings() -> dict:
     config = get_config()
     url = broker_url()
     transports.register()
+    mapped = transports.redis_url(url)
     settings = {
-        'broker_url': transports.redis_url(url),
         # The celery command line reads BROKER_URL into broker_url itself,
         # unmapped; the read and write URLs win over it.
-        'broker_read_url': transports.redis_url(url),
-        'broker_write_url': transports.redis_url(url),
+        'broker_url': mapped,
+        'broker_read_url': mapped,
+        'broker_write_url': mapped,
         'broker_transport_options': _transport_options(url),
         'broker_connection_retry_on_startup': True,
         'broker_connection_timeout': 4.0,
@@ -71,7 +76,7 @@ def celery_settings() -> dict:
         # collides when two workers on one host share a node name.
         'worker_enable_remote_control': False,
     }
-    if is_embedded():
+    if _is_filesystem(url):
         # The filesystem transport fetches only up to the prefetch limit per
         # poll, so a limit of one per thread caps a worker at a few dozen tasks
         # a second; it deletes messages on read anyway, so holding more costs

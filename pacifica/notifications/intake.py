@@ -44,12 +44,11 @@ def dedup_key(event: dict) -> str | None:
 
 
 def store_event(event: dict) -> Received:
-    """Commit the event to the log, due for dispatch; or find the copy logged before."""
+    """Commit the event to the log, due for dispatch; or find the copy logged before.
+
+    The unique ``dedup_key`` decides, so two copies racing each other store one.
+    """
     key = dedup_key(event)
-    if key is not None:
-        first = EventLog.get_or_none(EventLog.dedup_key == key)
-        if first is not None:
-            return Received(first, True)
     try:
         with BaseModel.atomic():
             row = EventLog.create(jsondata=json.dumps(event, ensure_ascii=False), dedup_key=key,

@@ -16,7 +16,7 @@ from peewee import (
     ImproperlyConfigured, IntegerField, Model, MySQLDatabase, TextField, UUIDField,
 )
 from playhouse.migrate import SchemaMigrator, migrate
-from playhouse.pool import PooledDatabase
+from playhouse.pool import PooledPostgresqlDatabase
 
 from . import jsonpath
 from .config import ConfigError, get_number
@@ -72,6 +72,7 @@ def _check_pooled() -> None:
 
     A connection that sat in the pool across a database restart fails on
     first use; one ``SELECT 1`` finds it, so a request or task never does.
+    (peewee's MySQL pool pings on checkout itself.)
     """
     try:
         DB.execute_sql('SELECT 1')
@@ -94,7 +95,7 @@ class BaseModel(Model):
         """
         if DB.obj is None:
             bind_database()
-        if DB.connect(reuse_if_open=True) and isinstance(DB.obj, PooledDatabase):
+        if DB.connect(reuse_if_open=True) and isinstance(DB.obj, PooledPostgresqlDatabase):
             _check_pooled()
 
     @classmethod
@@ -128,6 +129,10 @@ class EventMatch(BaseModel):
     created = DateTimeField(default=utcnow)
     updated = DateTimeField(default=utcnow)
     deleted = DateTimeField(null=True)
+
+    def is_live(self) -> bool:
+        """Whether the subscription still receives events (neither deleted nor disabled)."""
+        return self.deleted is None and self.disabled is None
 
     def auth_dict(self) -> dict:
         """Return the stored auth settings, secrets included (for delivery only)."""

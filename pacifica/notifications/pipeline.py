@@ -47,9 +47,10 @@ def lease(extra: float = 0.0) -> datetime:
     return utcnow() + timedelta(seconds=recover_after() + extra)
 
 
-def _set_due(rows: list, when: datetime | None) -> None:
+def set_due(rows: list, when: datetime | None, **fields) -> None:
+    """Record when these log rows are next due (None: finished), with any other ``fields``."""
     if rows:
-        EventLogMatch.update(retry_at=when).where(EventLogMatch.uuid.in_(rows)).execute()
+        EventLogMatch.update(retry_at=when, **fields).where(EventLogMatch.uuid.in_(rows)).execute()
 
 
 def policy_url() -> str:
@@ -122,15 +123,13 @@ def dispatch_orm_event(orm_event: EventLog) -> dict[str, list[EventLogMatch]]:
 
     Rows are created in one statement that skips pairs already logged, so a
     repeated dispatch finds the rows of the first and never doubles them.
-    Each new row is due for recovery should its next task never run.
     """
     matched = match_subscriptions(json.loads(orm_event.jsondata), live_subscriptions(orm_event.created))
     if not matched:
         return {}
-    due = lease()
     EventLogMatch.insert_many(
-        [{'uuid': uuid.uuid4(), 'event_log': orm_event.uuid, 'event_match': sub.uuid, 'created': utcnow(),
-          'retry_at': due} for sub in matched]).on_conflict_ignore().execute()
+        [{'uuid': uuid.uuid4(), 'event_log': orm_event.uuid, 'event_match': sub.uuid, 'created': utcnow()}
+         for sub in matched]).on_conflict_ignore().execute()
     users = {sub.uuid: sub.user for sub in matched}
     pending: dict[str, list[EventLogMatch]] = defaultdict(list)
     for row in EventLogMatch.select().where(
@@ -151,12 +150,11 @@ def dispatch(event_uuid: str) -> Work:
         return Work()
     pending = dispatch_orm_event(orm_event)
     rows = [row for user_rows in pending.values() for row in user_rows]
-    _set_due([row.uuid for row in rows], lease())
+    skipped = {} if policy_url() else {'policy_status_code': POLICY_SKIPPED}
+    set_due([row.uuid for row in rows], lease(), **skipped)
     EventLog.update(retry_at=None).where(EventLog.uuid == orm_event.uuid).execute()
-    if policy_url():
+    if not skipped:
         return Work(ask=sorted(pending))
-    EventLogMatch.update(policy_status_code=POLICY_SKIPPED).where(
-        EventLogMatch.uuid.in_([row.uuid for row in rows])).execute()
     return Work(deliver=[(str(row.uuid), row.attempts + 1) for row in rows])
 
 
@@ -174,15 +172,15 @@ def query_policy(event_uuid: str, user: str, attempt: int = 1) -> Work:
     if not rows:
         return Work()
     reply = delivery.ask_policy(policy_url(), user, json.loads(orm_event.jsondata))
-    keys = [row.uuid for row in rows]
-    EventLogMatch.update(policy_status_code=reply.code, policy_resp_body=reply.body).where(
-        EventLogMatch.uuid.in_(keys)).execute()
     verdict = policy_verdict(reply)
+    delay = retry_delay(retry_schedule(), attempt, reply.retry_after) if verdict is Verdict.RETRY else None
     if verdict is Verdict.DONE:
-        _set_due(keys, lease())
+        due = lease()
+    else:
+        due = None if delay is None else lease(delay)
+    set_due([row.uuid for row in rows], due, policy_status_code=reply.code, policy_resp_body=reply.body)
+    if verdict is Verdict.DONE:
         return Work(deliver=[(str(row.uuid), row.attempts + 1) for row in rows])
-    delay = None if verdict is Verdict.DENIED else retry_delay(retry_schedule(), attempt, reply.retry_after)
-    _set_due(keys, None if delay is None else lease(delay))
     if verdict is Verdict.DENIED:
         return Work()
     if delay is not None:
@@ -212,8 +210,8 @@ def route_event(elm_uuid: str, attempt: int = 1) -> Work:
     if row is None:
         return Work()
     sub = row.event_match
-    if row.is_delivered() or sub.deleted is not None or sub.disabled is not None:
-        _set_due([row.uuid], None)
+    if row.is_delivered() or not sub.is_live():
+        set_due([row.uuid], None)
         return Work()
     if not _claim(row, attempt):
         return Work()

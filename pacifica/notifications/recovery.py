@@ -16,7 +16,7 @@ from datetime import datetime
 
 from .config import get_number
 from .orm import EventLog, EventLogMatch, EventMatch, utcnow
-from .pipeline import POLICY_SKIPPED, lease, policy_url
+from .pipeline import POLICY_SKIPPED, lease, policy_url, set_due
 
 #: A cutoff later than any due time: claim all unfinished work, due or not.
 EVERYTHING = datetime(9999, 1, 1)
@@ -73,8 +73,8 @@ def sweep(cutoff: datetime | None = None, limit: int = SWEEP_LIMIT) -> Found:
                 .where(EventLogMatch.retry_at <= cutoff).order_by(EventLogMatch.retry_at).limit(limit))
     for row in rows:
         sub = row.event_match
-        if row.is_delivered() or sub.deleted is not None or sub.disabled is not None:
-            EventLogMatch.update(retry_at=None).where(EventLogMatch.uuid == row.uuid).execute()
+        if row.is_delivered() or not sub.is_live():
+            set_due([row.uuid], None)
         elif _claim(EventLogMatch, row.uuid, cutoff):
             if _policy_answered(row):
                 found.deliveries.append((str(row.uuid), row.attempts + 1))
@@ -88,5 +88,4 @@ def release(events: list[str], rows: list[str]) -> None:
     now = utcnow()
     if events:
         EventLog.update(retry_at=now).where(EventLog.uuid.in_(events)).execute()
-    if rows:
-        EventLogMatch.update(retry_at=now).where(EventLogMatch.uuid.in_(rows)).execute()
+    set_due(rows, now)

@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import logging
+import re
 import sys
 from typing import Any
 
@@ -45,16 +46,22 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: A lone UTF-16 surrogate: JSON can escape one (``"\\ud800"``), but it is not text.
+_SURROGATE = re.compile('[\ud800-\udfff]')
+
+
 def _depth(value: Any) -> int:
-    """Nesting depth of a parsed JSON value, without recursion."""
+    """Nesting depth of a parsed JSON value, without recursion; refuse a key or string that is not text."""
     deepest, stack = 0, [(value, 1)]
     while stack:
         node, level = stack.pop()
         deepest = max(deepest, level)
         if isinstance(node, dict):
-            stack.extend((child, level + 1) for child in node.values())
+            stack.extend((child, level + 1) for pair in node.items() for child in pair)
         elif isinstance(node, list):
             stack.extend((child, level + 1) for child in node)
+        elif isinstance(node, str) and _SURROGATE.search(node):
+            raise ClientError('body holds a lone surrogate (\\ud800-\\udfff), which is not text')
     return deepest
 
 
@@ -67,9 +74,6 @@ def read_json_object() -> dict:
     raw = cherrypy.request.body.read()
     try:
         body = json.loads(raw.decode('utf-8'), parse_constant=_reject_constant, parse_float=_finite_float)
-        encode_text(body)
-    except UnicodeEncodeError:
-        raise ClientError('body holds a lone surrogate (\\ud800-\\udfff), which is not text') from None
     except UnicodeDecodeError:
         raise ClientError('body is not valid UTF-8') from None
     except RecursionError:
