@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 from pacifica.notifications import jsonpath, orm, pipeline
-from pacifica.notifications.database import database_from_url
 
 FIXTURE = Path(__file__).resolve().parent.parent / 'tests' / 'fixtures' / 'events.json'
 
@@ -25,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     event = json.loads(FIXTURE.read_text(encoding='utf-8'))
     with tempfile.TemporaryDirectory() as folder:
-        orm.bind_database(database_from_url(f'sqlite:///{folder}/bench.sqlite3'))
+        orm.bind_database(f'sqlite:///{folder}/bench.sqlite3')
         orm.BaseModel.database_connect()
         orm.OrmSync.update_tables()
         with orm.BaseModel.atomic():

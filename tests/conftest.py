@@ -17,7 +17,6 @@ import pytest
 
 from pacifica.notifications import orm
 from pacifica.notifications.config import get_config
-from pacifica.notifications.database import database_from_url
 
 from .httpfakes import Recorder
 from .procs import script
@@ -76,8 +75,7 @@ def child_env(settings: dict) -> dict:
 
 def bind_empty(db_url: str):
     """Bind the ORM to the test database with none of our tables in it."""
-    db = database_from_url(db_url)
-    orm.bind_database(db)
+    db = orm.bind_database(db_url)
     drop_tables(db)
     return db
 

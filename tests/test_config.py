@@ -1,6 +1,9 @@
 """Configuration: built-in defaults, the INI file, environment variables, database URLs."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from peewee import SqliteDatabase
 from playhouse.pool import PooledMySQLDatabase, PooledPostgresqlDatabase
@@ -105,3 +108,34 @@ def test_pool_settings_from_url_win():
 def test_bad_database_urls(url, message):
     with pytest.raises(ConfigError, match=message):
         database_from_url(url)
+
+
+DRIVER_MISSING = [
+    ('redis', {'BROKER_URL': 'redis://127.0.0.1:6379/0'},
+     ['-m', 'celery', '-A', 'pacifica.notifications.tasks', 'worker'], "pacifica-notifications[redis]"),
+    ('redis', {'BROKER_URL': 'redis://127.0.0.1:6379/0'},
+     ['-m', 'pacifica.notifications', '-p', '1'], "pacifica-notifications[redis]"),
+    ('psycopg2', {'PEEWEE_URL': 'postgres://127.0.0.1:1/none'},
+     ['-c', 'from pacifica.notifications.__main__ import cmd_main; cmd_main()', 'dbchk'],
+     "pacifica-notifications[postgres]"),
+    ('pymysql', {'PEEWEE_URL': 'mysql://127.0.0.1:1/none'},
+     ['-m', 'pacifica.notifications', '-p', '1'], "pacifica-notifications[mysql]"),
+]
+
+
+@pytest.mark.parametrize('module, settings, args, extra', DRIVER_MISSING)
+def test_a_missing_driver_is_one_line_naming_the_extra(service_env, module, settings, args, extra):
+    blocked = 'MySQLdb' if module == 'pymysql' else None
+    hide = ''.join(f'sys.modules[{name!r}] = None; ' for name in (module, blocked) if name)
+    code = f'import runpy, sys; {hide}sys.argv = sys.argv[1:]; '
+    if args[0] == '-m':
+        code += f'runpy.run_module({args[1]!r}, run_name="__main__", alter_sys=True)'
+        argv = [args[1], *args[2:]]
+    else:
+        code += args[1]
+        argv = ['x', *args[2:]]
+    done = subprocess.run([sys.executable, '-c', code, *argv], env={**service_env, **settings},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and extra in lines[0] and 'Traceback' not in done.stderr, done.stderr

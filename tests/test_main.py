@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch
+from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch, utcnow
 
 from . import schema_history
 from .conftest import run_cmd
@@ -150,7 +150,6 @@ def test_eventpurge_in_batches(synced):
 
 
 @pytest.mark.parametrize('args, message', [
-    ([], 'name the events to purge'),
     ([str(uuid.UUID(int=9))], f'no such event: {uuid.UUID(int=9)}'),
     (['--older-than-date', '2020-13-01 00:00:00'], "bad date '2020-13-01 00:00:00'"),
 ])
@@ -159,6 +158,15 @@ def test_eventpurge_bad_input_deletes_nothing(synced, service_env, args, message
     done = run_cmd(service_env, 'eventpurge', *args)
     assert done.returncode == 1 and message in done.stderr
     assert EventLog.select().count() == 2
+
+
+def test_bare_eventpurge_purges_what_is_older_than_a_day(synced, service_env):
+    seed(2, datetime(2019, 1, 1))
+    recent = EventLog.create(jsondata='{}', created=utcnow() - timedelta(hours=23))
+    done = run_cmd(service_env, 'eventpurge')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ['purged 2 event(s)']
+    assert [e.uuid for e in EventLog.select()] == [recent.uuid]
 
 
 def test_eventpurge_keeps_events_still_pending(synced, service_env):

@@ -76,6 +76,6 @@ def test_upgrade_keeps_rows(database, version):
 
 def test_dbconn_blocking_gives_up(service_env, tmp_path, monkeypatch):
     monkeypatch.setenv('DATABASE_CONNECT_ATTEMPTS', '2')
-    orm.bind_database(orm.database_from_url(f"sqlite:///{tmp_path / 'missing' / 'x.sqlite3'}"))
+    orm.bind_database(f"sqlite:///{tmp_path / 'missing' / 'x.sqlite3'}")
     with pytest.raises(orm.DatabaseUnavailable, match='after 2 attempt'):
         OrmSync.dbconn_blocking()

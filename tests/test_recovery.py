@@ -6,14 +6,13 @@ import threading
 from datetime import timedelta
 
 import pytest
-from kombu.exceptions import OperationalError
 
-from pacifica.notifications import intake, pipeline, recovery, tasks
+from pacifica.notifications import intake, pipeline, recovery
 from pacifica.notifications.config import get_config
 from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch, utcnow
 from pacifica.notifications.sweeper import Sweeper
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, run_cmd
 
 EVENT = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
 
@@ -97,16 +96,10 @@ def test_rows_of_retired_subscriptions_are_cleared(world):
     assert EventLogMatch.get().retry_at is None
 
 
-def test_work_the_broker_refused_is_due_again_at_once(world, monkeypatch):
-    monkeypatch.setenv('BROKER_URL', 'redis://127.0.0.1:1/0')
-    get_config.cache_clear()
-    tasks.CELERY_APP.conf.broker_url = 'redis://127.0.0.1:1/0'
-    try:
-        event_uuid = log_event()
-        with pytest.raises(OperationalError):
-            tasks.recover(recovery.EVERYTHING)
-    finally:
-        tasks.CELERY_APP.conf.broker_url = None
+def test_work_the_broker_refused_is_due_again_at_once(world, service_env):
+    event_uuid = log_event()
+    done = run_cmd({**service_env, 'BROKER_URL': 'redis://127.0.0.1:1/0'}, 'eventretry', '--pending')
+    assert done.returncode == 1 and 'broker unavailable (nothing lost' in done.stderr, done.stderr
     assert EventLog.get_by_id(event_uuid).retry_at <= utcnow()
 
 

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from datetime import timedelta
+from typing import Callable
 
 from kombu.exceptions import OperationalError as BrokerError
 from peewee import DatabaseError
 
 from . import eventlog, pipeline, recovery, tasks
-from .app import check_database, serve
+from .app import check_database, check_settings, serve
 from .config import ConfigError, set_config_file
 from .globals import CHERRYPY_CONFIG
 from .orm import (
-    SCHEMA_MAJOR, SCHEMA_MINOR, DatabaseUnavailable, NotificationSystem, OrmSync, SchemaError,
+    SCHEMA_MAJOR, SCHEMA_MINOR, DatabaseUnavailable, NotificationSystem, OrmSync, SchemaError, utcnow,
 )
 
 CMD = 'pacifica-notifications-cmd'
 SERVER = 'pacifica-notifications'
+
+#: What a bare ``eventpurge`` (no UUID, no date) purges: events older than a day, as 0.5.2 did.
+BARE_PURGE_AGE = timedelta(days=1)
+
+#: Seconds the server runs with the (test-only) ``--stop-after-a-moment``.
+STOP_AFTER_A_MOMENT = 5.0
 
 
 def _dbchk(args: argparse.Namespace) -> int:
@@ -44,7 +51,7 @@ def _require_schema() -> None:
 def _eventget(args: argparse.Namespace) -> int:
     _require_schema()
     events = eventlog.select_events(
-        eventlog.parse_uuids(args.uuids), args.limit,
+        eventlog.parse_uuids(args.events), args.limit,
         eventlog.parse_date(args.start_date, args.date_format),
         eventlog.parse_date(args.end_date, args.date_format))
     for event in events:
@@ -54,8 +61,10 @@ def _eventget(args: argparse.Namespace) -> int:
 
 def _eventpurge(args: argparse.Namespace) -> int:
     _require_schema()
-    uuids = eventlog.parse_uuids(args.uuids)
+    uuids = eventlog.parse_uuids(args.events)
     older_than = eventlog.parse_date(args.older_than_date, args.date_format)
+    if older_than is None and not uuids:
+        older_than = utcnow() - BARE_PURGE_AGE
     deleted = eventlog.purge_events(uuids, older_than, args.limit)
     print(f'purged {deleted} event(s)')
     kept = eventlog.count_unsettled(uuids, older_than)
@@ -65,20 +74,22 @@ def _eventpurge(args: argparse.Namespace) -> int:
 
 
 def _eventretry(args: argparse.Namespace) -> int:
+    """Dispatch the named events again (``args.events``); the seed's module API calls it directly."""
     _require_schema()
-    if args.pending:
-        found = tasks.recover(recovery.EVERYTHING)
-        print(f'requeued {found.describe()}')
-    uuids = eventlog.parse_uuids(args.uuids)
-    if not uuids and not args.pending:
+    pending, wait = getattr(args, 'pending', False), getattr(args, 'wait', 0)
+    uuids = eventlog.parse_uuids(str(value) for value in args.events)
+    if not uuids and not pending:
         raise eventlog.EventLogError('name the events to retry (UUIDs), or use --pending')
     eventlog.require_known(uuids)
+    if pending:
+        found = tasks.recover(recovery.EVERYTHING)
+        print(f'requeued {found.describe()}')
     for event_uuid in uuids:
         pipeline.redispatch(event_uuid)
         tasks.dispatch_event.delay(str(event_uuid))
         print(f'Event - {event_uuid} requeued')
-    if args.wait:
-        for event in eventlog.wait_delivered(uuids, args.wait):
+    if wait:
+        for event in eventlog.wait_delivered(uuids, wait):
             print(eventlog.format_event(event))
     return 0
 
@@ -89,7 +100,7 @@ def _add_config(parser: argparse.ArgumentParser, default) -> None:
 
 
 def _add_dates(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('uuids', nargs='*', metavar='UUID', help='event UUIDs')
+    parser.add_argument('events', nargs='*', metavar='UUID', help='event UUIDs')
     parser.add_argument('--limit', type=int, default=None, help='at most this many events')
     parser.add_argument('--date-format', default=eventlog.DATE_FORMAT,
                         help='strptime format of the dates (default: %(default)r, UTC)')
@@ -119,7 +130,7 @@ def cmd_parser() -> argparse.ArgumentParser:
     purge.add_argument('--older-than-date', help='events received before this date')
     retry = command('eventretry', _eventretry,
                     'dispatch logged events again; deliveries already made are not repeated')
-    retry.add_argument('uuids', nargs='*', metavar='UUID', help='event UUIDs')
+    retry.add_argument('events', nargs='*', metavar='UUID', help='event UUIDs')
     retry.add_argument('--pending', action='store_true',
                        help='first queue again all unfinished work now (what the recovery sweep '
                             'would queue once it is due)')
@@ -128,29 +139,43 @@ def cmd_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd(argv: Sequence[str] | None = None) -> int:
-    """Run ``pacifica-notifications-cmd``; return its exit status."""
-    args = cmd_parser().parse_args(argv)
+#: What a command can fail with, each told in one line rather than a traceback.
+CMD_ERRORS = (ConfigError, DatabaseError, SchemaError, eventlog.EventLogError, BrokerError)
+
+
+def cmd(*argv: str) -> int:
+    """Run ``pacifica-notifications-cmd`` with these arguments (default: the command line).
+
+    Returns the exit status; errors raise (see :data:`CMD_ERRORS`), as the
+    seed's module API did: :func:`cmd_main` turns them into one line.
+    """
+    args = cmd_parser().parse_args(argv or sys.argv[1:])
     try:
         if args.config:
             set_config_file(args.config)
+        check_settings()
         OrmSync.dbconn_blocking()
         return args.func(args)
-    except (ConfigError, DatabaseUnavailable, SchemaError, eventlog.EventLogError) as exc:
-        print(f'{CMD}: error: {exc}', file=sys.stderr)
-    except DatabaseError as exc:
-        print(f'{CMD}: database error: {str(exc).strip()}', file=sys.stderr)
-    except BrokerError as exc:
-        print(f'{CMD}: broker unavailable (nothing lost: the sweep queues it later): {exc}',
-              file=sys.stderr)
     finally:
         NotificationSystem.database_close()
-    return 1
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, BrokerError):
+        return f'broker unavailable (nothing lost: the sweep queues it later): {exc}'
+    if isinstance(exc, DatabaseError) and not isinstance(exc, (DatabaseUnavailable, SchemaError)):
+        return f'database error: {str(exc).strip()}'
+    return f'error: {exc}'
 
 
 def cmd_main() -> None:
-    """Console script wrapper for :func:`cmd`."""
-    sys.exit(cmd())
+    """Console script for :func:`cmd`: its exit status, or one line and status 1."""
+    try:
+        status = cmd(*sys.argv[1:])
+    except CMD_ERRORS as exc:
+        print(f'{CMD}: {_describe(exc)}', file=sys.stderr)
+        status = 1
+    sys.exit(status)
 
 
 def server_parser() -> argparse.ArgumentParser:
@@ -165,25 +190,37 @@ def server_parser() -> argparse.ArgumentParser:
     parser.add_argument('--no-worker', dest='worker', action='store_false',
                         help='on the embedded broker, do not start a worker (run '
                              '"celery -A pacifica.notifications.tasks worker" yourself)')
+    parser.add_argument('--stop-after-a-moment', dest='stop_later', action='store_true',
+                        help=argparse.SUPPRESS)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``pacifica-notifications``: check the schema, then serve until stopped."""
-    args = server_parser().parse_args(argv)
+def main(*argv: str) -> int:
+    """Run ``pacifica-notifications`` with these arguments (default: the command line).
+
+    Checks the configuration and the schema, then serves until stopped.  A
+    reason not to start raises (a schema that is not current raises
+    ``peewee.OperationalError``, as the seed's module API did):
+    :func:`server_main` turns it into one line.
+    """
+    args = server_parser().parse_args(argv or sys.argv[1:])
     if args.notifications_config:
         set_config_file(args.notifications_config)
-    problem = check_database()
-    if problem:
-        print(f'{SERVER}: cannot start: {problem}', file=sys.stderr)
-        return 1
-    serve(args.config, args.address, args.port, args.worker)
+    check_settings()
+    check_database()
+    serve(args.config, args.address, args.port, args.worker,
+          stop_after=STOP_AFTER_A_MOMENT if args.stop_later else None)
     return 0
 
 
 def server_main() -> None:
-    """Console script wrapper for :func:`main`."""
-    sys.exit(main())
+    """Console script for :func:`main`: serve, or say in one line why not and exit 1."""
+    try:
+        status = main(*sys.argv[1:])
+    except (ConfigError, DatabaseError) as exc:
+        print(f'{SERVER}: cannot start: {exc}'.strip(), file=sys.stderr)
+        status = 1
+    sys.exit(status)
 
 
 if __name__ == '__main__':

@@ -6,14 +6,16 @@ hooks; handlers never manage them.
 from __future__ import annotations
 
 import logging
+import threading
 
 import cherrypy
 from peewee import DatabaseError
 
-from .celeryconf import is_embedded
-from .config import ConfigError, get_config, get_number
+from .celeryconf import broker_url, is_embedded
+from .config import get_config, get_number
+from .database import configured_url, require_driver
 from .embedded import EmbeddedWorker
-from .orm import SCHEMA_MAJOR, BaseModel, DatabaseUnavailable, NotificationSystem, OrmSync
+from .orm import SCHEMA_MAJOR, BaseModel, NotificationSystem, OrmSync, SchemaError
 from .rest import Root, error_page_default, error_response
 
 NO_POLICY_WARNING = (
@@ -82,12 +84,19 @@ def mount(cpconfig: str = '') -> cherrypy.Application:
     return app
 
 
-def check_database() -> str | None:
-    """Wait for the database and return why the service cannot start, if it cannot.
+def check_settings() -> None:
+    """Raise :class:`ConfigError` for a setting the service cannot use (a driver not installed)."""
+    broker_url()
+    require_driver(configured_url())
+
+
+def check_database() -> None:
+    """Wait for the database and raise why the service cannot start, if it cannot.
 
     The embedded default database (no ``peewee_url`` configured) is the
     service's own, so its schema is created or upgraded here; a configured
-    database is left to ``pacifica-notifications-cmd dbsync``.
+    database is left to ``pacifica-notifications-cmd dbsync``.  Raises
+    :class:`ConfigError`, :class:`DatabaseUnavailable` or :class:`SchemaError`.
     """
     try:
         OrmSync.dbconn_blocking()
@@ -95,21 +104,19 @@ def check_database() -> str | None:
             OrmSync.update_tables()
         if not NotificationSystem.is_safe():
             major, minor = NotificationSystem.get_version()
-            return (f'database schema is {major}.{minor}, this code needs {SCHEMA_MAJOR}.x; '
-                    'run pacifica-notifications-cmd dbsync')
-        return None
-    except (ConfigError, DatabaseUnavailable) as exc:
-        return str(exc)
+            raise SchemaError(f'database schema is {major}.{minor}, this code needs {SCHEMA_MAJOR}.x; '
+                              'run pacifica-notifications-cmd dbsync')
     finally:
         BaseModel.database_close()
 
 
 def serve(cpconfig: str = '', address: str | None = None, port: int | None = None,
-          worker: bool = True) -> None:
-    """Serve the application with CherryPy's own server until stopped.
+          worker: bool = True, stop_after: float | None = None) -> None:
+    """Serve the application with CherryPy's own server until stopped (SIGINT, SIGTERM).
 
     On the embedded broker the server also runs the worker that consumes it,
-    unless ``worker`` is False (workers are then started separately).
+    unless ``worker`` is False (workers are then started separately).  With
+    ``stop_after`` it stops by itself after that many seconds (for tests).
     """
     mount(cpconfig)
     if address is not None:
@@ -120,6 +127,13 @@ def serve(cpconfig: str = '', address: str | None = None, port: int | None = Non
         cherrypy.log(NO_POLICY_WARNING, severity=logging.WARNING)
     if worker and is_embedded():
         EmbeddedWorker(cherrypy.engine).subscribe()
+    # Ctrl-C stops the server even where SIGINT was ignored when it started
+    # (a shell's background job), like SIGTERM does.
+    cherrypy.engine.signal_handler.handlers['SIGINT'] = cherrypy.engine.exit
     cherrypy.engine.signals.subscribe()
+    if stop_after is not None:
+        timer = threading.Timer(stop_after, cherrypy.engine.exit)
+        timer.daemon = True
+        timer.start()
     cherrypy.engine.start()
     cherrypy.engine.block()

@@ -7,14 +7,17 @@ queued work across restarts.  Results are never kept: nothing reads them.
 from __future__ import annotations
 
 from . import transports
-from .config import data_dir, get_config, retry_schedule
+from .config import ConfigError, data_dir, get_config, retry_schedule
+from .globals import APP_NAME
 
 EMBEDDED_BROKER = f'{transports.SCHEME}://localhost/'
 
 
 def broker_url() -> str:
-    """The configured broker, or the embedded one."""
-    return get_config().get('celery', 'broker_url') or EMBEDDED_BROKER
+    """The configured broker, or the embedded one (its client library checked)."""
+    url = get_config().get('celery', 'broker_url') or EMBEDDED_BROKER
+    transports.require_driver(url)
+    return url
 
 
 def _is_filesystem(url: str) -> bool:
@@ -45,11 +48,23 @@ def _transport_options(url: str) -> dict:
 
 
 def celery_settings() -> dict:
-    """Everything Celery needs, read from our configuration when first asked."""
+    """Everything Celery needs, read from our configuration when first asked.
+
+    A setting that cannot be used stops the process with one line: Celery
+    first asks while parsing a worker's command line, where an exception
+    would be a traceback.
+    """
+    try:
+        return _settings()
+    except ConfigError as exc:
+        raise SystemExit(f'{APP_NAME}: cannot start: {exc}') from None
+
+
+def _settings() -> dict:
     config = get_config()
     url = broker_url()
     transports.register()
-    mapped = transports.redis_url(url)
+    mapped = transports.transport_url(url)
     settings = {
         # The celery command line reads BROKER_URL into broker_url itself,
         # unmapped; the read and write URLs win over it.
@@ -72,9 +87,6 @@ def celery_settings() -> dict:
         'worker_cancel_long_running_tasks_on_connection_loss': True,
         'worker_enable_prefetch_count_reduction': False,
         'worker_hijack_root_logger': False,
-        # Nothing here uses remote control, and its per-node reply queue
-        # collides when two workers on one host share a node name.
-        'worker_enable_remote_control': False,
     }
     if _is_filesystem(url):
         # The filesystem transport fetches only up to the prefetch limit per

@@ -7,6 +7,7 @@ connection per request or task costs far more than the work itself.
 """
 from __future__ import annotations
 
+import importlib.util
 from urllib.parse import urlparse
 
 from peewee import Database, MySQLDatabase, SqliteDatabase
@@ -36,6 +37,23 @@ POOL_DEFAULTS = {'max_connections': 32, 'stale_timeout': 300, 'timeout': 10}
 SQLITE_DEFAULTS = {'pragmas': {'journal_mode': 'wal', 'busy_timeout': 10000, 'foreign_keys': 1}}
 
 
+#: Per URL scheme (before any ``+``): the driver modules that serve it, and the extra that installs one.
+DRIVERS = {
+    'postgres': (('psycopg2',), 'postgres'),
+    'postgresql': (('psycopg2',), 'postgres'),
+    'mysql': (('pymysql', 'MySQLdb'), 'mysql'),
+}
+
+
+def require_driver(url: str) -> None:
+    """Raise a one-line :class:`ConfigError` when the database's driver is not installed."""
+    scheme = urlparse(url).scheme.split('+', 1)[0]
+    modules, extra = DRIVERS.get(scheme, ((), ''))
+    if modules and not any(importlib.util.find_spec(module) for module in modules):
+        raise ConfigError(f"[database] peewee_url {scheme}:// needs the {modules[0]} package: "
+                          f"pip install 'pacifica-notifications[{extra}]'")
+
+
 def embedded_url() -> str:
     """Return the URL of the embedded default: a SQLite file in the data folder."""
     return f"sqlite:///{data_dir() / 'notifications.sqlite3'}"
@@ -52,6 +70,7 @@ def database_from_url(url: str) -> Database:
     db_class = SCHEMES.get(parsed.scheme)
     if db_class is None:
         raise ConfigError(f'[database] peewee_url {url!r}: unknown scheme {parsed.scheme!r}')
+    require_driver(url)
     params = db_url.parseresult_to_dict(parsed)
     if not params.get('database'):
         raise ConfigError(f'[database] peewee_url {url!r} names no database')

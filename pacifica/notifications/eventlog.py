@@ -20,7 +20,7 @@ DATE_FORMAT = '%Y-%m-%d %H:%M:%S'
 PURGE_BATCH = 500
 
 
-class EventLogError(Exception):
+class EventLogError(ValueError):
     """A request about the event log that cannot be answered as asked."""
 
 

@@ -1,8 +1,8 @@
 """The ORM module defining the SQL model for notifications.
 
 Importing this module touches no database: models are bound to
-:data:`DB`, a proxy that is pointed at the configured database the first time
-a connection is asked for (:meth:`BaseModel.database_connect`).
+:data:`DB`, a proxy that binds itself to the configured database the first
+time anything uses it (see :mod:`binding`).
 """
 from __future__ import annotations
 
@@ -12,29 +12,29 @@ import uuid
 from datetime import datetime, timezone
 
 from peewee import (
-    CharField, DatabaseError, DatabaseProxy, DateTimeField, ForeignKeyField,
-    ImproperlyConfigured, IntegerField, Model, MySQLDatabase, TextField, UUIDField,
+    CharField, DatabaseError, DateTimeField, ForeignKeyField, ImproperlyConfigured, IntegerField,
+    Model, MySQLDatabase, OperationalError, TextField, UUIDField,
 )
 from playhouse.migrate import SchemaMigrator, migrate
 from playhouse.pool import PooledPostgresqlDatabase
 
 from . import jsonpath
+from .binding import DB, bind_database
 from .config import ConfigError, get_number
-from .database import configured_url, database_from_url
 
-#: The one database every model uses, bound at first use.
-DB = DatabaseProxy()
+__all__ = ['DB', 'bind_database', 'BaseModel', 'EventMatch', 'EventLog', 'EventLogMatch',
+           'NotificationSystem', 'OrmSync', 'eventget', 'eventpurge']
 
 #: The schema version this code reads and writes.
 SCHEMA_MAJOR = 5
 SCHEMA_MINOR = 0
 
 
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(OperationalError):
     """The database could not be reached within the configured attempts."""
 
 
-class SchemaError(Exception):
+class SchemaError(OperationalError):
     """The database schema cannot be used or upgraded by this code."""
 
 
@@ -60,11 +60,6 @@ def mask_auth(auth: dict) -> dict:
         return dict(auth)
     key, secret = AUTH_SECRETS[auth['type']]
     return {**auth, key: {**auth[key], secret: SECRET_MASK}}
-
-
-def bind_database(database=None) -> None:
-    """Point every model at ``database``, or at the configured one when None."""
-    DB.initialize(database if database is not None else database_from_url(configured_url()))
 
 
 def _check_pooled() -> None:
@@ -93,8 +88,6 @@ class BaseModel(Model):
 
         Connecting a second time is harmless: an open connection is reused.
         """
-        if DB.obj is None:
-            bind_database()
         if DB.connect(reuse_if_open=True) and isinstance(DB.obj, PooledPostgresqlDatabase):
             _check_pooled()
 
@@ -230,7 +223,9 @@ class NotificationSystem(BaseModel):
 
     @classmethod
     def get_or_create_version(cls) -> tuple[int, int]:
-        """Set or create the current version of the schema."""
+        """Record the code's schema version and return it; (0, 0) where the version table does not exist."""
+        if not cls.table_exists():
+            return (0, 0)
         cls.set_version((SCHEMA_MAJOR, SCHEMA_MINOR))
         return (SCHEMA_MAJOR, SCHEMA_MINOR)
 
@@ -241,12 +236,33 @@ class NotificationSystem(BaseModel):
 
     @classmethod
     def is_safe(cls) -> bool:
-        """Check that the schema's major version is the one the code needs."""
-        return cls.get_version()[0] == SCHEMA_MAJOR
+        """Check that the schema's major version is the one the code needs.
+
+        Tables made by the models' own ``create_table()``, with no version
+        recorded, are the current schema too.
+        """
+        return cls.get_version()[0] == SCHEMA_MAJOR or tables_match_models()
 
 
 #: Every table of the current schema, in creation order.
 MODELS = (EventMatch, NotificationSystem, EventLog, EventLogMatch)
+
+
+def tables_match_models() -> bool:
+    """Whether the tables were made from these models with no version recorded.
+
+    That is how the seed's module API makes a schema (each model's
+    ``create_table()``); every data table then has every column its model has.
+    """
+    if NotificationSystem.table_exists():
+        return False
+    for model in (EventMatch, EventLog, EventLogMatch):
+        if not model.table_exists():
+            return False
+        columns = {column.name for column in DB.get_columns(model._meta.table_name)}
+        if not {field.column_name for field in model._meta.sorted_fields} <= columns:
+            return False
+    return True
 
 
 def _step(database):
@@ -294,7 +310,7 @@ class OrmSync:
         wait = float(get_number('database', 'connect_wait', float))
         for attempt in range(1, attempts + 1):
             try:
-                BaseModel.database_connect()
+                EventMatch.database_connect()
                 return
             except ImproperlyConfigured as exc:
                 raise ConfigError(f'database driver missing: {exc}') from None
@@ -313,7 +329,7 @@ class OrmSync:
     @staticmethod
     def update_1_0_to_2_0() -> None:
         """Update by adding the auth column to subscriptions."""
-        migrate(SchemaMigrator.from_database(DB.obj).add_column(
+        migrate(SchemaMigrator.from_database(DB.bound()).add_column(
             EventMatch._meta.table_name, 'auth', TextField(default='{}')))
 
     @staticmethod
@@ -325,7 +341,7 @@ class OrmSync:
     def update_3_0_to_4_0() -> None:
         """Update by counting delivery attempts, and one log row per event and subscription."""
         table = EventLogMatch._meta.table_name
-        migrator = SchemaMigrator.from_database(DB.obj)
+        migrator = SchemaMigrator.from_database(DB.bound())
         migrate(
             migrator.add_column(table, 'attempts', IntegerField(default=0)),
             migrator.add_column(table, 'last_attempt', DateTimeField(null=True)),
@@ -340,7 +356,7 @@ class OrmSync:
         version is tracked for recovery.
         """
         events, matches = EventLog._meta.table_name, EventLogMatch._meta.table_name
-        migrator = SchemaMigrator.from_database(DB.obj)
+        migrator = SchemaMigrator.from_database(DB.bound())
         migrate(
             migrator.add_column(events, 'dedup_key', CharField(max_length=64, null=True)),
             migrator.add_column(events, 'retry_at', DateTimeField(null=True)),
@@ -349,7 +365,7 @@ class OrmSync:
             migrator.add_column(matches, 'retry_at', DateTimeField(null=True)),
             migrator.add_index(matches, ('retry_at',)),
         )
-        if isinstance(DB.obj, MySQLDatabase):
+        if isinstance(DB.bound(), MySQLDatabase):
             for table, columns in MYSQL_LONG_TEXT.items():
                 changes = ', '.join(f'MODIFY {column} LONGTEXT{extra}' for column, extra in columns)
                 DB.execute_sql(f'ALTER TABLE {table} {changes}')
@@ -357,8 +373,8 @@ class OrmSync:
     @classmethod
     def update_tables(cls) -> tuple[int, int]:
         """Create or upgrade the schema to the current version and return it."""
-        database = DB.obj
-        if not EventMatch.table_exists():
+        database = DB.bound()
+        if not EventMatch.table_exists() or tables_match_models():
             with _step(database):
                 DB.create_tables(MODELS)
                 NotificationSystem.get_or_create_version()
@@ -404,3 +420,31 @@ def _log_tables_3_0() -> list[type[Model]]:
             table_name = EventLogMatch._meta.table_name
 
     return [EventLog30, EventLogMatch30]
+
+
+def eventget(args) -> bool:
+    """Print the events ``args`` names, as ``pacifica-notifications-cmd eventget`` does.
+
+    Kept for the seed's module reference: ``args`` has ``events`` (UUIDs) and,
+    when there are none, ``start``, ``end`` (datetimes) and ``limit``.
+    """
+    from . import eventlog  # eventlog builds on these models
+    uuids = eventlog.parse_uuids(str(value) for value in getattr(args, 'events', None) or [])
+    found = eventlog.select_events(uuids, None if uuids else getattr(args, 'limit', None),
+                                   None if uuids else getattr(args, 'start', None),
+                                   None if uuids else getattr(args, 'end', None))
+    for event in found:
+        print(eventlog.format_event(event))
+    return True
+
+
+def eventpurge(args) -> bool:
+    """Purge the events ``args`` names, as ``pacifica-notifications-cmd eventpurge`` does.
+
+    Kept for the seed's module reference: ``args`` has ``events`` (UUIDs) or
+    ``older_than`` (a datetime).  Events whose work is not done are kept.
+    """
+    from . import eventlog  # eventlog builds on these models
+    uuids = eventlog.parse_uuids(str(value) for value in getattr(args, 'events', None) or [])
+    eventlog.purge_events(uuids, None if uuids else getattr(args, 'older_than', None))
+    return True

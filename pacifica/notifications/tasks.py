@@ -8,10 +8,12 @@ recovery sweep (:func:`recover`) every ``sweep_interval`` seconds.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime
 
 from celery import Celery, Task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import celeryd_init, worker_ready, worker_shutdown
+from celery.utils.nodenames import default_nodename, nodename, nodesplit
 from peewee import InterfaceError
 from peewee import OperationalError as DatabaseDown
 
@@ -120,6 +122,19 @@ def _sweep_once() -> None:
 
 
 _SWEEPER: list[Sweeper] = []
+
+
+@celeryd_init.connect
+def _distinct_node_name(instance=None, **_kwargs) -> None:
+    """Name a worker ``celery.<pid>@<host>`` unless ``-n`` names it.
+
+    Remote control (``celery inspect``, ``celery control``, Flower) reaches
+    each worker through a queue named after its node name: two workers on one
+    host with Celery's default name would share it, and a command would reach
+    only one of them.
+    """
+    if instance is not None and instance.hostname == default_nodename(None):
+        instance.hostname = nodename(f'celery.{os.getpid()}', nodesplit(instance.hostname)[1])
 
 
 @worker_ready.connect

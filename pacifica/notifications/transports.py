@@ -1,88 +1,47 @@
-"""Kombu transports adjusted so that a broker hiccup never stops a worker for good.
+"""Which kombu transport serves which broker URL, and what each needs installed.
 
-- Filesystem (the embedded default): kombu writes a message in place, under
-  the name a reader looks for, so a worker polling at that moment can read a
-  half-written file and stop for good on the broken JSON.  Here a message is
-  written under a name no reader picks up and then renamed (atomic), so a
-  reader sees the whole message or nothing.
-- Redis: an acknowledgement that fails because Redis went away keeps its
-  prefetch slot for ever, so after a Redis restart a worker with all its
-  slots taken never asks for another message.  Here a failed acknowledgement
-  still frees the slot; the message itself stays in Redis's unacked set
-  (restored after the visibility timeout) and in our log (the sweep).
+kombu imports a transport only when a connection first uses it, from the
+``module:Class`` string registered here; so our transports (and the optional
+client libraries behind them) are imported only when configured, never by
+importing this package.
 """
 from __future__ import annotations
 
-import os
-import uuid
-from time import monotonic
+import importlib.util
 
-from kombu.transport import TRANSPORT_ALIASES, filesystem, redis, virtual
-from kombu.utils.json import dumps
+from kombu.transport import TRANSPORT_ALIASES
 
-#: The URL scheme of the filesystem transport.
+from .config import ConfigError
+
+#: The URL scheme of the embedded default: kombu's filesystem transport, adjusted.
 SCHEME = 'pacifica-filesystem'
-#: The URL scheme of the Redis transport (``redis://`` URLs are mapped to it).
+#: The URL scheme of our Redis transport (``redis://`` URLs are mapped to it).
 REDIS_SCHEME = 'pacifica-redis'
 
+_ALIASES = {
+    SCHEME: f'{__package__}.filesystem_transport:Transport',
+    'filesystem': f'{__package__}.filesystem_transport:Transport',
+    REDIS_SCHEME: f'{__package__}.redis_transport:Transport',
+}
 
-class Channel(filesystem.Channel):
-    """A filesystem channel whose messages appear in the queue folder complete."""
-
-    def _put(self, queue, payload, **kwargs):
-        name = f'{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg'
-        final = os.path.join(self.data_folder_out, name)
-        partial = os.path.join(self.data_folder_out, f'.partial-{name}')
-        try:
-            with open(partial, 'wb') as handle:
-                handle.write(dumps(payload).encode('utf-8'))
-            os.replace(partial, final)
-        except OSError as exc:
-            raise filesystem.ChannelError(f'Cannot add file {final!r} to directory') from exc
-
-
-class Transport(filesystem.Transport):
-    """The filesystem transport with :class:`Channel`."""
-
-    Channel = Channel
-
-
-class RedisQoS(redis.QoS):
-    """Redis prefetch accounting that frees a slot even when Redis is not there to hear the ack."""
-
-    def ack(self, delivery_tag):
-        try:
-            super().ack(delivery_tag)
-        except Exception:
-            virtual.QoS.ack(self, delivery_tag)
-            raise
-
-    def reject(self, delivery_tag, requeue=False):
-        try:
-            super().reject(delivery_tag, requeue)
-        except Exception:
-            virtual.QoS.ack(self, delivery_tag)
-            raise
-
-
-class RedisChannel(redis.Channel):
-    """A Redis channel with :class:`RedisQoS`."""
-
-    QoS = RedisQoS
-
-
-class RedisTransport(redis.Transport):
-    """The Redis transport with :class:`RedisChannel`."""
-
-    Channel = RedisChannel
+#: Client library each broker scheme needs, and the extra that installs it.
+_DRIVERS = {'redis': ('redis', 'redis'), 'rediss': ('redis', 'redis')}
 
 
 def register() -> None:
-    """Make our URL schemes name these transports (idempotent)."""
-    TRANSPORT_ALIASES[SCHEME] = f'{__name__}:Transport'
-    TRANSPORT_ALIASES[REDIS_SCHEME] = f'{__name__}:RedisTransport'
+    """Make our URL schemes name our transports (idempotent, imports nothing)."""
+    TRANSPORT_ALIASES.update(_ALIASES)
 
 
-def redis_url(url: str) -> str:
-    """Map a ``redis://`` URL to :class:`RedisTransport`; leave any other URL alone."""
+def require_driver(url: str) -> None:
+    """Raise a one-line :class:`ConfigError` when the broker's client library is missing."""
+    scheme = url.split('://', 1)[0].split('+', 1)[0]
+    module, extra = _DRIVERS.get(scheme, (None, None))
+    if module and importlib.util.find_spec(module) is None:
+        raise ConfigError(f"[celery] broker_url {scheme}:// needs the {module} package: "
+                          f"pip install 'pacifica-notifications[{extra}]'")
+
+
+def transport_url(url: str) -> str:
+    """Map a ``redis://`` URL to our Redis transport; leave any other URL alone."""
     return REDIS_SCHEME + url[len('redis'):] if url.startswith('redis://') else url
