@@ -117,9 +117,12 @@ def uwsgi_server(env: dict, log: Path) -> Service:
     return Service(args, env, port, log)
 
 
-def celery_worker(env: dict, log: Path, concurrency: int = 4) -> Proc:
-    """Start a worker as operators do: ``celery -A pacifica.notifications.tasks worker``."""
-    args = [script('celery'), '-A', 'pacifica.notifications.tasks', 'worker', '--pool', 'threads',
+def celery_worker(env: dict, log: Path, concurrency: int = 4, pool: str = 'threads') -> Proc:
+    """Start a worker as operators do: ``celery -A pacifica.notifications.tasks worker``.
+
+    ``pool='prefork'`` is Celery's default: worker processes forked from the main one.
+    """
+    args = [script('celery'), '-A', 'pacifica.notifications.tasks', 'worker', '--pool', pool,
             '--concurrency', str(concurrency), '--loglevel', 'INFO', '--without-gossip',
             '--without-mingle', '--without-heartbeat']
     return Proc(args, env, log).wait_for_output(' ready.')

@@ -114,11 +114,31 @@ def test_sweeper_repeats_and_survives_a_failed_sweep():
         if len(calls) == 3:
             done.set()
 
-    sweeper = Sweeper(sweep, 0.01)
-    sweeper.start()
+    sweeper = Sweeper(sweep)
+    sweeper.start(0.01)
     try:
         assert done.wait(10)
     finally:
         sweeper.stop()
     count = len(calls)
     assert sweeper._thread is None and len(calls) == count
+
+
+def test_sweeper_resyncs_at_once_when_asked_and_again_after_a_failure(monkeypatch):
+    monkeypatch.setattr('pacifica.notifications.sweeper.RESYNC_RETRY', 0.01)
+    resyncs, done = [], threading.Event()
+
+    def resync():
+        resyncs.append(1)
+        if len(resyncs) == 1:
+            raise RuntimeError('broker went away again')
+        done.set()
+
+    sweeper = Sweeper(lambda: None, resync)
+    sweeper.request_resync()
+    sweeper.start(3600)
+    try:
+        assert done.wait(10)
+    finally:
+        sweeper.stop()
+    assert len(resyncs) == 2

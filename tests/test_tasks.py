@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from pacifica.notifications.orm import EventLogMatch, EventMatch, OrmSync
+from pacifica.notifications.pipeline import SENDING
 
 from .conftest import (
     FIXTURES, bind_empty, child_env, delete_queue, drop_tables, make_db_url, make_env, release, run_cmd,
@@ -94,7 +95,8 @@ def settled(sub: dict, count: int = 1):
     """Wait until ``count`` log rows of the subscription have a target or final policy answer."""
     def done():
         rows = rows_of(sub)
-        final = [r for r in rows if r.target_status_code or (r.policy_status_code or '').startswith('4')]
+        final = [r for r in rows if r.target_status_code not in (None, SENDING)
+                 or (r.policy_status_code or '').startswith('4')]
         return rows if len(final) >= count else None
     return wait_until(done, 30, what=f"subscription {sub['uuid']} to settle")
 

@@ -10,7 +10,7 @@ from typing import Callable
 from kombu.exceptions import OperationalError as BrokerError
 from peewee import DatabaseError
 
-from . import eventlog, pipeline, recovery, tasks
+from . import eventlog, pipeline, tasks
 from .app import check_database, check_settings, serve
 from .config import ConfigError, set_config_file
 from .globals import CHERRYPY_CONFIG
@@ -82,7 +82,7 @@ def _eventretry(args: argparse.Namespace) -> int:
         raise eventlog.EventLogError('name the events to retry (UUIDs), or use --pending')
     eventlog.require_known(uuids)
     if pending:
-        found = tasks.recover(recovery.EVERYTHING)
+        found = tasks.recover_all(keep_schedule=False)
         print(f'requeued {found.describe()}')
     for event_uuid in uuids:
         pipeline.redispatch(event_uuid)

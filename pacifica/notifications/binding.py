@@ -1,16 +1,27 @@
-"""The one database every model uses: bound on first use.
+"""The one database every model uses: bound on first use, never shared across a fork.
 
 :data:`DB` is a proxy that binds itself to the configured database the first
 time anything uses it (a query, ``DB.drop_tables``, a model's
 ``create_table``), so code written against the seed's module reference works
 without a set-up call; binding connects to nothing.
+
+Connections are per thread (peewee's default) and pooled for server
+databases.  A pool must not cross a fork: a forked child (a Celery prefork
+pool process) that used a connection inherited from its parent would talk on
+the parent's socket, and each would read the other's replies.  So a child
+starts with a new, empty database object, and the connections it inherited
+are dropped without a word to the server: the socket under each is first
+pointed at ``/dev/null``, so that closing it cannot send the server the
+"terminate" that would end the parent's session.
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 from peewee import Database, DatabaseProxy
+from playhouse.pool import PooledDatabase
 
 from .database import configured_url, database_from_url
 
@@ -47,6 +58,8 @@ class LazyDatabase(DatabaseProxy):
 DB = LazyDatabase()
 
 _BIND_LOCK = threading.Lock()
+#: The URL the bound database was built from, so that a forked child can build its own.
+_BOUND: dict[str, str] = {}
 
 
 def bind_database(url: str | None = None) -> Database:
@@ -57,6 +70,48 @@ def bind_database(url: str | None = None) -> Database:
     with _BIND_LOCK:
         url = url or configured_url()
         database = database_from_url(url)
+        if not _BOUND:
+            os.register_at_fork(after_in_child=_start_afresh_in_child)
+        _BOUND['url'] = url
         DB.initialize(database)
     return database
 
+
+def _inherited_connections(database: Database) -> list:
+    """Every connection object a database held at the fork: this thread's and the pool's."""
+    conns = []
+    state = getattr(database, '_state', None)
+    if state is not None and getattr(state, 'conn', None) is not None:
+        conns.append(state.conn)
+    if isinstance(database, PooledDatabase):
+        conns.extend(entry.connection for entry in database._in_use.values())
+        conns.extend(entry[-1] for entry in database._connections)
+    return conns
+
+
+def _socket_fd(conn) -> int | None:
+    """The file descriptor of a driver connection's socket, if it has one (SQLite has none)."""
+    for get in (lambda: conn.fileno(), lambda: conn._sock.fileno()):
+        try:
+            fd = get()
+        except Exception:  # noqa: BLE001 - drivers differ; no socket is an answer too
+            continue
+        if isinstance(fd, int) and fd >= 0:
+            return fd
+    return None
+
+
+def _start_afresh_in_child() -> None:
+    """In a forked child: abandon the inherited connections quietly and bind a new database."""
+    database = DB.obj
+    if database is None:
+        return
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for conn in _inherited_connections(database):
+            fd = _socket_fd(conn)
+            if fd is not None:
+                os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+    DB.initialize(database_from_url(_BOUND['url']))

@@ -42,8 +42,11 @@ def _transport_options(url: str) -> dict:
         # A consumer left on a dead connection notices it only through
         # kombu's health check, so check every few seconds; and a publish
         # must not wait for ever on a connection that is gone.
+        # Every few seconds each consumer says it is alive and gives back
+        # what silent ones held (see redis_transport).
         return {'visibility_timeout': max([3600.0, *retry_schedule()]) * 2,
-                'health_check_interval': 5, 'socket_timeout': 15, 'socket_connect_timeout': 5}
+                'health_check_interval': 5, 'socket_timeout': 15, 'socket_connect_timeout': 5,
+                'unacked_restore_interval': 5}
     return {}
 
 

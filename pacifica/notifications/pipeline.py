@@ -191,20 +191,34 @@ def query_policy(event_uuid: str, user: str, attempt: int = 1) -> Work:
     return Work()
 
 
-def _claim(row: EventLogMatch, attempt: int) -> bool:
+#: What ``target_status_code`` says while an attempt is being sent.
+SENDING = 'sending'
+
+
+def _claim(row: EventLogMatch, attempt: int, retake: bool = False) -> bool:
     """Take attempt number ``attempt`` of a delivery; False if it was taken already.
 
     The attempt stays due until its outcome is recorded: a worker killed
-    while sending leaves it to the recovery sweep.
+    while sending leaves it to the recovery sweep.  With ``retake`` (the
+    broker gave us again a message whose worker died) an attempt that was
+    taken but never finished is taken over.
     """
     in_flight = float(get_number('notifications', 'connect_timeout', float)) + float(
         get_number('notifications', 'read_timeout', float))
-    return EventLogMatch.update(attempts=attempt, last_attempt=utcnow(), retry_at=lease(in_flight)).where(
-        (EventLogMatch.uuid == row.uuid) & (EventLogMatch.attempts == attempt - 1)).execute() == 1
+    takeable = EventLogMatch.attempts == attempt - 1
+    if retake:
+        takeable |= (EventLogMatch.attempts == attempt) & (EventLogMatch.target_status_code == SENDING)
+    return EventLogMatch.update(
+        attempts=attempt, last_attempt=utcnow(), retry_at=lease(in_flight), target_status_code=SENDING,
+    ).where((EventLogMatch.uuid == row.uuid) & takeable).execute() == 1
 
 
-def route_event(elm_uuid: str, attempt: int = 1) -> Work:
-    """Step 3: deliver to one subscription's target, once per attempt number."""
+def route_event(elm_uuid: str, attempt: int = 1, retake: bool = False) -> Work:
+    """Step 3: deliver to one subscription's target, once per attempt number.
+
+    ``retake``: this task's message was delivered before, to a worker that
+    died or lost its broker connection before finishing it.
+    """
     row = (EventLogMatch.select(EventLogMatch, EventMatch, EventLog).join(EventMatch)
            .switch(EventLogMatch).join(EventLog).where(EventLogMatch.uuid == elm_uuid).first())
     if row is None:
@@ -213,7 +227,7 @@ def route_event(elm_uuid: str, attempt: int = 1) -> Work:
     if row.is_delivered() or not sub.is_live():
         set_due([row.uuid], None)
         return Work()
-    if not _claim(row, attempt):
+    if not _claim(row, attempt, retake):
         return Work()
     event = delivery.with_extensions(json.loads(row.event_log.jsondata), sub.extensions_dict())
     reply = delivery.deliver(sub.target_url, event, sub.auth_dict(), str(row.uuid))

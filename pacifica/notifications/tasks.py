@@ -8,21 +8,18 @@ recovery sweep (:func:`recover`) every ``sweep_interval`` seconds.
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime
+from typing import Callable
 
 from celery import Celery, Task
-from celery.signals import celeryd_init, worker_ready, worker_shutdown
-from celery.utils.nodenames import default_nodename, nodename, nodesplit
 from peewee import InterfaceError
 from peewee import OperationalError as DatabaseDown
 
-from . import pipeline, recovery
+from . import pipeline, recovery, worker
 from .celeryconf import celery_settings
 from .delivery import event_auth_to_requests
 from .orm import BaseModel
 from .pipeline import create_log_match, disable_eventmatch, dispatch_orm_event, update_log_match
-from .sweeper import Sweeper
 
 __all__ = ['CELERY_APP', 'dispatch_event', 'query_policy', 'route_event', 'dispatch_orm_event',
            'create_log_match', 'update_log_match', 'disable_eventmatch', 'event_auth_to_requests',
@@ -83,69 +80,69 @@ def query_policy(event_uuid: str, user: str, attempt: int = 1) -> None:
         query_policy.apply_async((event_uuid, user, attempt + 1), countdown=work.retry_in)
 
 
-@CELERY_APP.task(name='pacifica.notifications.route_event')
-def route_event(elm_uuid: str, attempt: int = 1) -> None:
+@CELERY_APP.task(name='pacifica.notifications.route_event', bind=True)
+def route_event(self, elm_uuid: str, attempt: int = 1) -> None:
     """Deliver an event to one subscription's target (attempt number ``attempt``)."""
-    work = pipeline.route_event(elm_uuid, attempt)
+    redelivered = bool((self.request.delivery_info or {}).get('redelivered'))
+    work = pipeline.route_event(elm_uuid, attempt, retake=redelivered)
     if work.retry_in is not None:
         route_event.apply_async((elm_uuid, attempt + 1), countdown=work.retry_in)
 
 
-def recover(cutoff: datetime | None = None) -> recovery.Found:
-    """Queue again the work due by ``cutoff`` (default: now) whose tasks never ran.
+def requeue(found: recovery.Found) -> None:
+    """Queue claimed work (what should start later, with its countdown).
 
     What cannot be queued (the broker is down) is made due at once again,
-    and the broker client's error raised.  Needs a database connection.
+    and the broker client's error raised.
     """
-    found = recovery.sweep(cutoff)
-    jobs = ([(dispatch_event, (event,), [event], []) for event in found.events]
-            + [(query_policy, key, [], rows) for key, rows in found.asks.items()]
-            + [(route_event, item, [], [item[0]]) for item in found.deliveries])
-    for done, (task, args, _events, _rows) in enumerate(jobs):
+    jobs = ([(dispatch_event, (event,), event, [event], []) for event in found.events]
+            + [(query_policy, key, key, [], rows) for key, rows in found.asks.items()]
+            + [(route_event, item, item, [], [item[0]]) for item in found.deliveries])
+    for done, (task, args, key, _events, _rows) in enumerate(jobs):
         try:
-            task.delay(*args)
+            task.apply_async(args, countdown=found.wait.get(key) or None)
         except Exception:
             left = jobs[done:]
-            recovery.release([e for job in left for e in job[2]], [r for job in left for r in job[3]])
+            recovery.release([e for job in left for e in job[3]], [r for job in left for r in job[4]])
             raise
+
+
+def recover(cutoff: datetime | None = None) -> recovery.Found:
+    """Queue again the work due by ``cutoff`` (default: now) whose tasks never ran (one batch).
+
+    Needs a database connection; see :func:`requeue` for a broker outage.
+    """
+    found = recovery.sweep(cutoff)
+    requeue(found)
     if found:
         LOG.warning('recovery sweep queued again %s', found.describe())
     return found
 
 
-def _sweep_once() -> None:
-    BaseModel.database_connect()
-    try:
-        recover()
-    finally:
-        BaseModel.database_close()
+def recover_all(keep_schedule: bool) -> recovery.Found:
+    """Queue again all unfinished work, due or not (see :func:`recovery.resync`)."""
+    total = recovery.Found()
+    for found in recovery.resync(keep_schedule):
+        requeue(found)
+        total.merge(found)
+    if total:
+        LOG.warning('resync queued again %s', total.describe())
+    return total
 
 
-_SWEEPER: list[Sweeper] = []
+def _with_connection(action: Callable[[], object]) -> Callable[[], None]:
+    """Run ``action`` holding this thread's own database connection."""
+    def run() -> None:
+        BaseModel.database_connect()
+        try:
+            action()
+        finally:
+            BaseModel.database_close()
+    return run
 
 
-@celeryd_init.connect
-def _distinct_node_name(instance=None, **_kwargs) -> None:
-    """Name a worker ``celery.<pid>@<host>`` unless ``-n`` names it.
-
-    Remote control (``celery inspect``, ``celery control``, Flower) reaches
-    each worker through a queue named after its node name: two workers on one
-    host with Celery's default name would share it, and a command would reach
-    only one of them.
-    """
-    if instance is not None and instance.hostname == default_nodename(None):
-        instance.hostname = nodename(f'celery.{os.getpid()}', nodesplit(instance.hostname)[1])
-
-
-@worker_ready.connect
-def _start_sweeper(**_kwargs) -> None:
-    sweeper = Sweeper(_sweep_once, recovery.sweep_interval())
-    sweeper.start()
-    _SWEEPER.append(sweeper)
-
-
-@worker_shutdown.connect
-def _stop_sweeper(**_kwargs) -> None:
-    while _SWEEPER:
-        _SWEEPER.pop().stop()
-
+worker.install(CELERY_APP, worker.Lifecycle(
+    sweep=_with_connection(recover),
+    resync=_with_connection(lambda: recover_all(keep_schedule=True)),
+    interval=recovery.sweep_interval,
+))

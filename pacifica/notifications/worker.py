@@ -1,0 +1,78 @@
+"""What a Celery worker process runs besides its tasks.
+
+- A distinct node name, so that remote control (``celery inspect``,
+  ``celery control``, Flower) reaches every worker on a host.
+- The recovery sweep, in a thread with its own database connection, every
+  ``sweep_interval`` seconds.
+- A check, each time the worker (re)connects to the broker, that the broker
+  kept its queued work (:mod:`canary`); if it did not, the sweep thread
+  queues all unfinished work again at once, each piece when it was meant to
+  start.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable
+
+from celery import Celery, bootsteps
+from celery.signals import celeryd_init, worker_ready, worker_shutdown
+from celery.utils.nodenames import default_nodename, nodename, nodesplit
+
+from .canary import broker_remembers
+from .sweeper import Sweeper
+
+LOG = logging.getLogger(__name__)
+
+
+def _distinct_node_name(instance=None, **_kwargs) -> None:
+    """Name a worker ``celery.<pid>@<host>`` unless ``-n`` names it.
+
+    Remote control reaches each worker through a queue named after its node
+    name: two workers on one host with Celery's default name would share it,
+    and a command would reach only one of them.
+    """
+    if instance is not None and instance.hostname == default_nodename(None):
+        instance.hostname = nodename(f'celery.{os.getpid()}', nodesplit(instance.hostname)[1])
+
+
+class Lifecycle:
+    """The sweep thread of this worker process, and what asks it to resync."""
+
+    def __init__(self, sweep: Callable[[], object], resync: Callable[[], object],
+                 interval: Callable[[], float]):
+        self.sweeper = Sweeper(sweep, resync)
+        self.interval = interval
+
+    def start(self, **_kwargs) -> None:
+        self.sweeper.start(self.interval())
+
+    def stop(self, **_kwargs) -> None:
+        self.sweeper.stop()
+
+    def check_broker(self, app: Celery) -> None:
+        """Ask for a resync if the broker forgot its queued work."""
+        if not broker_remembers(app):
+            LOG.info('the broker holds no canary (new, or restarted without its data): '
+                     'queueing all unfinished work again')
+            self.sweeper.request_resync()
+
+
+def install(app: Celery, lifecycle: Lifecycle) -> None:
+    """Wire the worker's node name, sweep thread and broker check into ``app``."""
+
+    class BrokerCheck(bootsteps.StartStopStep):
+        """Run the broker check each time the consumer (re)connects."""
+
+        requires = ('celery.worker.consumer.connection:Connection',)
+
+        def start(self, parent) -> None:
+            try:
+                lifecycle.check_broker(parent.app)
+            except Exception:  # noqa: BLE001 - a failed check must not stop the consumer
+                LOG.exception('broker check failed; the periodic sweep still runs')
+
+    app.steps['consumer'].add(BrokerCheck)
+    celeryd_init.connect(_distinct_node_name, weak=False)
+    worker_ready.connect(lifecycle.start, weak=False)
+    worker_shutdown.connect(lifecycle.stop, weak=False)
