@@ -72,7 +72,7 @@ class Catcher:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = 'HTTP/1.1'
 
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
                 now = time.monotonic()
                 marker = ''

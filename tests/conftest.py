@@ -15,8 +15,7 @@ from pathlib import Path
 import kombu
 import pytest
 
-from pacifica.notifications import orm
-from pacifica.notifications.config import get_config
+from pacifica.notifications import config, orm
 
 from .httpfakes import Recorder
 from .procs import script
@@ -96,21 +95,42 @@ def release(db) -> None:
         db.close_all()
 
 
+@pytest.fixture(autouse=True)
+def clean_config(monkeypatch: pytest.MonkeyPatch):
+    """Every test starts from the built-in defaults: no service INI file, nothing read yet."""
+    monkeypatch.delenv('NOTIFICATIONS_CONFIG', raising=False)
+    config.reset()
+    yield
+    config.reset()
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch):
+    """``configure(NAME=value, ...)``: settings for this test, by environment variable, read afresh.
+
+    ``None`` unsets a variable.  Everything is undone after the test.
+    """
+    def apply(**values) -> None:
+        for name, value in values.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, str(value))
+        config.reset()
+    return apply
+
+
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return make_db_url(tmp_path)
 
 
 @pytest.fixture
-def service_env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+def service_env(tmp_path: Path, db_url: str, configure) -> dict:
     """Environment for this test's processes (and this one): its own database and data folder."""
     settings = make_env(tmp_path, db_url)
-    monkeypatch.delenv('NOTIFICATIONS_CONFIG', raising=False)
-    for key, value in settings.items():
-        monkeypatch.setenv(key, value)
-    get_config.cache_clear()
+    configure(**settings)
     yield child_env(settings)
-    get_config.cache_clear()
     delete_queue(settings)
 
 
@@ -133,16 +153,13 @@ def synced(database):
 
 
 @pytest.fixture
-def peers(synced, monkeypatch):
+def peers(synced, configure):
     """A policy server and a target server; the policy URL configured, one retry after 1 s."""
     policy, target = Recorder(), Recorder()
-    monkeypatch.setenv('POLICY_URL', policy.url)
-    monkeypatch.setenv('RETRY_SCHEDULE', '1')
-    get_config.cache_clear()
+    configure(POLICY_URL=policy.url, RETRY_SCHEDULE='1')
     yield policy, target
     policy.close()
     target.close()
-    get_config.cache_clear()
 
 
 def run_cmd(env: dict, *args: str) -> subprocess.CompletedProcess:

@@ -47,8 +47,11 @@ class Recorder:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = 'HTTP/1.1'
+            # Headers and body go out in two writes; without TCP_NODELAY the
+            # second waits ~40 ms for the client's delayed ACK (Nagle).
+            disable_nagle_algorithm = True
 
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):
                 length = int(self.headers.get('Content-Length') or 0)
                 body = self.rfile.read(length)
                 answer = recorder._record(Call(self.path, dict(self.headers), body, time.monotonic()))
@@ -68,7 +71,7 @@ class Recorder:
         self.server = ThreadingHTTPServer(('127.0.0.1', port), Handler)
         self.server.daemon_threads = True
         self.url = f'http://127.0.0.1:{self.server.server_address[1]}'
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def _record(self, call: Call) -> Answer:

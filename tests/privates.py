@@ -32,6 +32,7 @@ from pathlib import Path
 import kombu
 import kombu.exceptions
 import psycopg2
+import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -83,6 +84,9 @@ class PrivateServer:
     stop_signal = signal.SIGTERM
 
     def __init__(self, folder: Path):
+        missing = self.missing()
+        if missing:
+            pytest.skip(f'{self.name} server binaries are not installed here: {missing}')
         self.folder = Path(folder) / f'{self.name}-{uuid.uuid4().hex[:8]}'
         self.folder.mkdir(parents=True)
         self.port = free_port()
@@ -93,6 +97,11 @@ class PrivateServer:
         self.times: dict[str, float] = {}
 
     # -- what subclasses provide ------------------------------------------------
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """What this machine lacks to run the server (None: nothing)."""
+        return None
 
     def _prepare(self) -> None:
         """Create the server's data on first start (nothing by default)."""
@@ -241,12 +250,12 @@ def _postgres_bindir() -> Path:
     for bindir in candidates:
         if (bindir / 'initdb').exists() and (bindir / 'postgres').exists():
             return bindir
-    raise AssertionError('PostgreSQL server binaries (initdb, postgres) not found')
+    raise FileNotFoundError('PostgreSQL server binaries (initdb, postgres) not found')
 
 
 def _run_as(user: str, args: list[str], **kwargs) -> subprocess.CompletedProcess:
     """Run a command as another OS user (we are root; PostgreSQL refuses to be)."""
-    return subprocess.run(args, user=user, group=user, extra_groups=[], **kwargs)
+    return subprocess.run(args, user=user, group=user, extra_groups=[], check=False, **kwargs)
 
 
 class PrivatePostgres(PrivateServer):
@@ -262,6 +271,14 @@ class PrivatePostgres(PrivateServer):
     (``synchronous_commit`` stays on), so committed data survives ``kill()``
     as it would a crash of the server (not of the machine).
     """
+
+    @classmethod
+    def missing(cls) -> str | None:
+        try:
+            _postgres_bindir()
+        except FileNotFoundError as exc:
+            return str(exc)
+        return None
 
     name = 'postgres'
     stop_signal = signal.SIGINT
@@ -370,6 +387,10 @@ class PrivateRedis(PrivateServer):
     name = 'redis'
     start_timeout = 30.0
 
+    @classmethod
+    def missing(cls) -> str | None:
+        return None if shutil.which('redis-server') or Path('/usr/bin/redis-server').exists() else 'redis-server'
+
     def __init__(self, folder: Path, persistent: bool = False):
         super().__init__(folder)
         self.persistent = persistent
@@ -464,6 +485,10 @@ class PrivateRabbitMQ(PrivateServer):
         })
         return env
 
+    @classmethod
+    def missing(cls) -> str | None:
+        return None if (RABBITMQ_SCRIPTS / 'rabbitmq-server').exists() else str(RABBITMQ_SCRIPTS / 'rabbitmq-server')
+
     def _command(self) -> list[str]:
         return [str(RABBITMQ_SCRIPTS / 'rabbitmq-server')]
 
@@ -486,7 +511,7 @@ class PrivateRabbitMQ(PrivateServer):
         """Run ``rabbitmqctl -n NODE ...`` against this node only."""
         return subprocess.run([str(RABBITMQ_SCRIPTS / 'rabbitmqctl'), '-n', self.node, *args],
                               env=self.env(), cwd=self.folder, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
 
     @property
     def url(self) -> str:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pytest
 import requests
 
 
@@ -53,7 +54,7 @@ class Proc:
         self._out.flush()
         return self.log.read_text(errors='replace')[-6000:]
 
-    def wait_for_output(self, text: str, timeout: float = 60.0) -> 'Proc':
+    def wait_for_output(self, text: str, timeout: float = 60.0) -> Proc:
         """Wait until the process has printed ``text`` (failing if it dies first)."""
         def printed():
             if self.proc.poll() is not None:
@@ -87,7 +88,7 @@ class Service(Proc):
         self.port = port
         self.url = f'http://127.0.0.1:{port}'
 
-    def wait_ready(self, path: str = '/eventmatch', timeout: float = 60.0) -> 'Service':
+    def wait_ready(self, path: str = '/eventmatch', timeout: float = 60.0) -> Service:
         """Wait until the service answers HTTP (any status) or its process dies."""
         def answering():
             if self.proc.poll() is not None:
@@ -107,8 +108,15 @@ def notifications_server(env: dict, log: Path, *extra: str, cwd: Path | None = N
     return Service([script('pacifica-notifications'), '-p', str(port), *extra], env, port, log, cwd)
 
 
+def require_uwsgi() -> None:
+    """Skip the test where uWSGI is not installed (it builds from source, so needs a compiler)."""
+    if not (Path(sys.executable).parent / 'uwsgi').exists():
+        pytest.skip("uWSGI is not installed here: pip install -e '.[uwsgi]'")
+
+
 def uwsgi_server(env: dict, log: Path) -> Service:
     """Start the WSGI module under uWSGI, as the seed deploys it."""
+    require_uwsgi()
     port = free_port()
     args = [script('uwsgi'), '--http-socket', f'127.0.0.1:{port}', '--master',
             '--module', 'pacifica.notifications.wsgi', '--virtualenv', sys.prefix,

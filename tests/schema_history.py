@@ -1,7 +1,8 @@
 """Every earlier schema, written out in plain SQL per database, to test upgrades.
 
 Version 0.0 had only subscriptions, 1.0 added the version table, 2.0 the
-``auth`` column, 3.0 the event log, 4.0 the attempt counts and 5.0 duplicate keys and due times.  Each builder creates exactly the
+``auth`` column, 3.0 the event log, 4.0 the attempt counts and 5.0 duplicate keys and due times.
+Each builder creates exactly the
 tables of its version and fills them with rows an upgrade must keep.
 """
 from __future__ import annotations

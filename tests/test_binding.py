@@ -13,6 +13,8 @@ from pacifica.notifications.orm import EventMatch
 
 from .conftest import drop_tables
 
+pytestmark = pytest.mark.fast
+
 
 def test_db_binds_itself_to_the_configured_database_on_first_use(service_env, db_url):
     DB.initialize(None)
@@ -32,7 +34,7 @@ def _in_child(check) -> int:
     if pid == 0:
         try:
             code = 0 if check() else 1
-        except BaseException:  # noqa: BLE001 - report any failure as a status
+        except BaseException:
             code = 2
         os._exit(code)
     _, status = os.waitpid(pid, 0)

@@ -3,25 +3,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from peewee import SqliteDatabase
 from playhouse.pool import PooledMySQLDatabase, PooledPostgresqlDatabase
 
-from pacifica.notifications.config import ConfigError, data_dir, get_config, get_number, set_config_file
+from pacifica.notifications.config import SETTINGS, ConfigError, data_dir, get_config, set_config_file, settings
 from pacifica.notifications.database import configured_url, database_from_url
+
+pytestmark = pytest.mark.fast
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def clean_env(monkeypatch, tmp_path):
+def clean_env(configure, tmp_path):
     """No configuration from the caller's environment."""
-    for name in ('NOTIFICATIONS_CONFIG', 'PEEWEE_URL', 'POLICY_URL', 'BROKER_URL', 'BACKEND_URL',
-                 'DATABASE_CONNECT_ATTEMPTS', 'DATABASE_CONNECT_WAIT', 'USER_HEADER', 'DEFAULT_USER'):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv('NOTIFICATIONS_DATA_DIR', str(tmp_path / 'data'))
-    get_config.cache_clear()
-    yield monkeypatch
-    get_config.cache_clear()
+    configure(**{setting.env: None for setting in SETTINGS}, NOTIFICATIONS_DATA_DIR=str(tmp_path / 'data'))
 
 
 def write_ini(path, text):
@@ -30,34 +29,54 @@ def write_ini(path, text):
 
 
 def test_defaults(clean_env):
-    config = get_config()
-    assert config.get('notifications', 'user_header') == 'Http-Remote-User'
-    assert config.get('notifications', 'default_user') == 'anonymous'
-    assert config.get('notifications', 'policy_url') == ''
-    assert get_number('database', 'connect_attempts') == 10
-    assert get_number('database', 'connect_wait', float) == 20.0
+    config = settings()
+    assert (config.user_header, config.default_user, config.policy_url) == ('Http-Remote-User', 'anonymous', '')
+    assert (config.connect_attempts, config.connect_wait) == (10, 20.0)
+    assert config.retry_schedule == (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+    assert get_config().get('notifications', 'user_header') == 'Http-Remote-User'
 
 
-def test_file_overrides_defaults_and_env_overrides_file(clean_env, tmp_path):
+def test_file_overrides_defaults_and_env_overrides_file(clean_env, configure, tmp_path):
     write_ini(tmp_path / 'n.cfg', '[notifications]\npolicy_url = http://127.0.0.1:8181\n'
               '[database]\nconnect_attempts = 3\n')
-    assert get_config().get('notifications', 'policy_url') == 'http://127.0.0.1:8181'
-    assert get_number('database', 'connect_attempts') == 3
-    clean_env.setenv('DATABASE_CONNECT_ATTEMPTS', '7')
-    get_config.cache_clear()
-    assert get_number('database', 'connect_attempts') == 7
-    assert get_config().get('notifications', 'policy_url') == 'http://127.0.0.1:8181'
+    assert settings().policy_url == 'http://127.0.0.1:8181'
+    assert settings().connect_attempts == 3
+    configure(DATABASE_CONNECT_ATTEMPTS='7')
+    assert settings().connect_attempts == 7
+    assert settings().policy_url == 'http://127.0.0.1:8181'
 
 
-def test_repo_config_file_reads(clean_env):
-    set_config_file('config.cfg')
-    assert get_config().get('notifications', 'user_header') == 'Http-Remote-User'
-    assert get_config().get('database', 'peewee_url') == ''
+def test_deleting_the_config_variable_means_no_file(clean_env, configure, tmp_path):
+    write_ini(tmp_path / 'n.cfg', '[database]\nconnect_attempts = 3\n')
+    assert settings().connect_attempts == 3
+    configure(NOTIFICATIONS_CONFIG=None)
+    assert settings().connect_attempts == 10
+
+
+def ini_keys(text: str) -> set[tuple[str, str]]:
+    """Every key the INI text shows, commented out (``; key = value``) or not."""
+    keys, section = set(), 'DEFAULT'
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith('[') and line.endswith(']'):
+            section = line[1:-1]
+        elif '=' in line and (line.startswith(';') or line[0].isalpha()):
+            key = line.lstrip('; ').split('=', 1)[0].strip()
+            if key.isidentifier():
+                keys.add((section, key))
+    return keys
+
+
+def test_the_example_config_file_shows_every_key_and_reads(clean_env):
+    assert ini_keys((REPO / 'config.cfg').read_text(encoding='utf-8')) == {
+        (setting.section, setting.key) for setting in SETTINGS}
+    set_config_file(str(REPO / 'config.cfg'))
+    assert settings().user_header == 'Http-Remote-User' and settings().peewee_url == ''
 
 
 def test_missing_file_is_a_clear_error(clean_env, tmp_path):
     set_config_file(str(tmp_path / 'nope.cfg'))
-    with pytest.raises(ConfigError, match='cannot read config file .*nope.cfg'):
+    with pytest.raises(ConfigError, match=r'cannot read config file .*nope\.cfg'):
         get_config()
 
 
@@ -67,10 +86,22 @@ def test_bad_ini_is_a_clear_error(clean_env, tmp_path):
         get_config()
 
 
-def test_non_numeric_setting_named(clean_env):
-    clean_env.setenv('DATABASE_CONNECT_WAIT', 'soon')
-    with pytest.raises(ConfigError, match=r'\[database\] connect_wait'):
-        get_number('database', 'connect_wait', float)
+@pytest.mark.parametrize('env, value, message', [
+    ('DATABASE_CONNECT_WAIT', 'soon', r"\[database\] connect_wait \(DATABASE_CONNECT_WAIT\) = 'soon': "
+                                      r'expected a number of at least 0 and at most 3600'),
+    ('RECOVER_AFTER', '0', r'recover_after .* expected a number of at least 1'),
+    ('SWEEP_INTERVAL', '-1', r'sweep_interval .* expected a number of at least 0'),
+    ('MAX_REQUEST_BYTES', '1.5', r'max_request_bytes .* expected a whole number'),
+    ('RETRY_SCHEDULE', '5,x', r'retry_schedule .* expected seconds separated by commas'),
+    ('RETRY_SCHEDULE', '5,-1', r'retry_schedule .* none negative|each from 0'),
+    ('CONNECT_TIMEOUT', 'nan', r'connect_timeout .* expected a number'),
+    ('POLICY_URL', 'localhost:8181', r'policy_url .* expected a URL starting http:// or https://'),
+    ('USER_HEADER', 'Remote User', r'user_header .* expected a name without spaces'),
+])
+def test_a_bad_value_names_the_key_the_value_and_what_is_expected(clean_env, configure, env, value, message):
+    configure(**{env: value})
+    with pytest.raises(ConfigError, match=message):
+        settings()
 
 
 def test_embedded_default_database_lives_in_data_folder(clean_env, tmp_path):
@@ -110,23 +141,29 @@ def test_bad_database_urls(url, message):
         database_from_url(url)
 
 
-DRIVER_MISSING = [
-    ('redis', {'BROKER_URL': 'redis://127.0.0.1:6379/0'},
-     ['-m', 'celery', '-A', 'pacifica.notifications.tasks', 'worker'], "pacifica-notifications[redis]"),
-    ('redis', {'BROKER_URL': 'redis://127.0.0.1:6379/0'},
-     ['-m', 'pacifica.notifications', '-p', '1'], "pacifica-notifications[redis]"),
-    ('psycopg2', {'PEEWEE_URL': 'postgres://127.0.0.1:1/none'},
-     ['-c', 'from pacifica.notifications.__main__ import cmd_main; cmd_main()', 'dbchk'],
-     "pacifica-notifications[postgres]"),
-    ('pymysql', {'PEEWEE_URL': 'mysql://127.0.0.1:1/none'},
-     ['-m', 'pacifica.notifications', '-p', '1'], "pacifica-notifications[mysql]"),
+SERVER = ['-m', 'pacifica.notifications', '-p', '1']
+WORKER = ['-m', 'celery', '-A', 'pacifica.notifications.tasks', 'worker']
+COMMAND = ['-c', 'from pacifica.notifications.__main__ import cmd_main; cmd_main()', 'dbchk']
+
+STOPPED_AT_START = [
+    # a driver that is not installed (hidden from the child): the extra that installs it
+    ('redis', {'BROKER_URL': 'redis://127.0.0.1:6379/0'}, WORKER, 'pacifica-notifications[redis]'),
+    ('redis', {'BROKER_URL': 'redis://127.0.0.1:6379/0'}, SERVER, 'pacifica-notifications[redis]'),
+    ('psycopg2', {'PEEWEE_URL': 'postgres://127.0.0.1:1/none'}, COMMAND, 'pacifica-notifications[postgres]'),
+    ('pymysql', {'PEEWEE_URL': 'mysql://127.0.0.1:1/none'}, SERVER, 'pacifica-notifications[mysql]'),
+    # a value of the wrong type: the key, the value and what is expected
+    (None, {'RECOVER_AFTER': 'soon'}, SERVER, "recover_after (RECOVER_AFTER) = 'soon': expected a number"),
+    (None, {'SWEEP_INTERVAL': 'often'}, WORKER, "sweep_interval (SWEEP_INTERVAL) = 'often': expected"),
+    (None, {'MAX_REQUEST_BYTES': '1e'}, COMMAND, "max_request_bytes (MAX_REQUEST_BYTES) = '1e': expected"),
+    (None, {'PEEWEE_URL': 'oracle://x/y'}, SERVER, "peewee_url 'oracle://x/y': unknown scheme"),
 ]
 
 
-@pytest.mark.parametrize('module, settings, args, extra', DRIVER_MISSING)
-def test_a_missing_driver_is_one_line_naming_the_extra(service_env, module, settings, args, extra):
-    blocked = 'MySQLdb' if module == 'pymysql' else None
-    hide = ''.join(f'sys.modules[{name!r}] = None; ' for name in (module, blocked) if name)
+@pytest.mark.parametrize('module, settings, args, expected', STOPPED_AT_START)
+def test_what_cannot_be_used_stops_each_process_at_start_with_one_line(service_env, module, settings, args,
+                                                                      expected):
+    blocked = ('pymysql', 'MySQLdb') if module == 'pymysql' else (module,) if module else ()
+    hide = ''.join(f'sys.modules[{name!r}] = None; ' for name in blocked)
     code = f'import runpy, sys; {hide}sys.argv = sys.argv[1:]; '
     if args[0] == '-m':
         code += f'runpy.run_module({args[1]!r}, run_name="__main__", alter_sys=True)'
@@ -138,4 +175,4 @@ def test_a_missing_driver_is_one_line_naming_the_extra(service_env, module, sett
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and extra in lines[0] and 'Traceback' not in done.stderr, done.stderr
+    assert len(lines) == 1 and expected in lines[0] and 'Traceback' not in done.stderr, done.stderr

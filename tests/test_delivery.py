@@ -6,11 +6,12 @@ from datetime import datetime, timezone
 import pytest
 
 from pacifica.notifications import delivery
-from pacifica.notifications.config import get_config
 from pacifica.notifications.delivery import Reply
 
 from .httpfakes import Answer, Recorder
 from .procs import free_port
+
+pytestmark = pytest.mark.fast
 
 
 @pytest.fixture
@@ -47,22 +48,18 @@ def test_with_extensions_merges_and_subscription_wins():
     assert event == {'id': 1, 'extensions': {'a': 1, 'b': 1}}
 
 
-def test_logged_body_is_bounded(target, monkeypatch):
-    monkeypatch.setenv('MAX_LOGGED_BODY', '10')
-    get_config.cache_clear()
+def test_logged_body_is_bounded(target, configure):
+    configure(MAX_LOGGED_BODY='10')
     target.script('/big', Answer(500, 'x' * 100000))
     reply = delivery.post_json(target.url + '/big', {'a': 1})
-    get_config.cache_clear()
     assert (reply.status, reply.body, reply.code) == (500, 'x' * 10, '500')
 
 
-def test_failures_become_replies(target, monkeypatch):
-    monkeypatch.setenv('READ_TIMEOUT', '0.3')
-    get_config.cache_clear()
+def test_failures_become_replies(target, configure):
+    configure(READ_TIMEOUT='0.3')
     target.script('/slow', Answer(200, delay=1))
     slow = delivery.post_json(target.url + '/slow', {})
     refused = delivery.post_json(f'http://127.0.0.1:{free_port()}/', {})
-    get_config.cache_clear()
     assert (slow.status, slow.code) == (None, 'timeout')
     assert (refused.status, refused.code) == (None, 'unreachable')
     assert refused.describe().startswith('unreachable: ')

@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from hypothesis import event, given, settings, strategies as st
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from pacifica.notifications.intake import event_id
 from pacifica.notifications.jsonpath import normalize
@@ -180,7 +181,7 @@ def call_eventmatch(base: str, method: str, path: str, user: bytes | None, raw: 
     if path == OWN:
         seed = requests.post(base + '/eventmatch', json=VALID, headers=auth, timeout=30)
         own = check(seed) if seed.status_code == 200 else None
-        assert own or seed.status_code == 400 and expected_user(user) is None, seed.text
+        assert own or (seed.status_code == 400 and expected_user(user) is None), seed.text
         path = f"/{own['uuid'] if own else NOWHERE}"
     headers = {**auth, **({} if content_type is None else {'Content-Type': content_type})}
     before = EventMatch.select().count()

@@ -9,6 +9,8 @@ from pacifica.notifications import jsonpath
 
 from .conftest import FIXTURES
 
+pytestmark = pytest.mark.fast
+
 EVENT = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
 
 

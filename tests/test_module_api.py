@@ -10,8 +10,15 @@ from peewee import OperationalError
 from pacifica.notifications import orm
 from pacifica.notifications.__main__ import _eventretry, cmd, main
 from pacifica.notifications.orm import (
-    EventLog, EventLogMatch, EventMatch, NotificationSystem, OrmSync, utcnow,
+    EventLog,
+    EventLogMatch,
+    EventMatch,
+    NotificationSystem,
+    OrmSync,
+    utcnow,
 )
+
+pytestmark = pytest.mark.fast
 
 MODELS = (EventMatch, EventLog, EventLogMatch)
 
@@ -57,7 +64,7 @@ def test_tables_made_by_create_table_are_usable_and_sync_records_their_version(d
 def test_tables_missing_a_column_are_not_usable(database):
     for model in MODELS:
         model.create_table()
-    EventLog.drop_table()
+    database.execute_sql('ALTER TABLE eventlogmatch DROP COLUMN target_resp_body')
     assert not NotificationSystem.is_safe()
 
 
@@ -84,3 +91,27 @@ def test_eventretry_takes_a_namespace_of_events(synced, service_env, capsys):
     assert _eventretry(Namespace(events=[new.uuid])) == 0
     assert capsys.readouterr().out == f'Event - {new.uuid} requeued\n'
     assert EventLog.get_by_id(new.uuid).retry_at is not None
+
+
+def test_what_is_kept_only_for_the_seeds_module_reference_still_works(synced):
+    from pacifica.notifications import rest, tasks
+    from pacifica.notifications.delivery import Reply
+    from pacifica.notifications.jsonpath import JsonPathError
+
+    assert rest.encode_text({'é': 1}) == '{"é": 1}'.encode()
+    sub = EventMatch.create(name='s', jsonpath='$.data', user='u', target_url='http://127.0.0.1:9/')
+    sub.validate_jsonpath()
+    with pytest.raises(JsonPathError):
+        EventMatch(jsonpath='$[').validate_jsonpath()
+    event = EventLog.create(jsondata='{"data": 1}')
+    row = tasks.create_log_match(sub, event.uuid, Reply(200, 'ok'))
+    assert (row.policy_status_code, row.retry_at) == ('200', None)
+    assert tasks.create_log_match(sub, event.uuid).uuid == row.uuid
+    tasks.update_log_match(row.uuid, Reply(404, 'gone'))
+    tasks.disable_eventmatch(sub.uuid, 'target answered 404')
+    assert EventLogMatch.get_by_id(row.uuid).target_status_code == '404'
+    assert EventMatch.get_by_id(sub.uuid).error == 'target answered 404'
+    headers: dict = {}
+    assert tasks.event_auth_to_requests({'type': 'header', 'header': {'type': 'Bearer', 'credentials': 't'}},
+                                        headers) is None
+    assert headers == {'Authorization': 'Bearer t'}

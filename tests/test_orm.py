@@ -9,10 +9,17 @@ from peewee import IntegrityError
 
 from pacifica.notifications import orm
 from pacifica.notifications.orm import (
-    EventLog, EventLogMatch, EventMatch, NotificationSystem, OrmSync, SchemaError,
+    EventLog,
+    EventLogMatch,
+    EventMatch,
+    NotificationSystem,
+    OrmSync,
+    SchemaError,
 )
 
 from . import schema_history
+
+pytestmark = pytest.mark.fast
 
 
 def test_import_connects_nowhere(service_env):

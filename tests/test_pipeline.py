@@ -6,11 +6,13 @@ import json
 import pytest
 
 from pacifica.notifications import intake, pipeline
-from pacifica.notifications.config import get_config
+from pacifica.notifications.models import POLICY_SKIPPED
 from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch
 
 from .conftest import FIXTURES
 from .httpfakes import Answer, Recorder
+
+pytestmark = pytest.mark.fast
 
 EVENT = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
 
@@ -65,9 +67,8 @@ def test_a_denied_user_leaves_nothing_due(peers):
     assert due(event_uuid) == (None, None)
 
 
-def test_a_scheduled_retry_is_due_after_its_delay(peers, monkeypatch):
-    monkeypatch.setenv('RECOVER_AFTER', '100')
-    get_config.cache_clear()
+def test_a_scheduled_retry_is_due_after_its_delay(peers, configure):
+    configure(RECOVER_AFTER='100')
     event_uuid, delivery = allowed_delivery(peers[1], Answer(503))
     before = pipeline.utcnow()
     assert pipeline.route_event(*delivery).retry_in is not None
@@ -75,15 +76,14 @@ def test_a_scheduled_retry_is_due_after_its_delay(peers, monkeypatch):
     assert 100.8 <= seconds <= 101.2
 
 
-def test_without_policy_server_the_policy_step_is_skipped(peers, monkeypatch):
+def test_without_policy_server_the_policy_step_is_skipped(peers, configure):
     policy, target = peers
-    monkeypatch.delenv('POLICY_URL')
-    get_config.cache_clear()
+    configure(POLICY_URL=None)
     subscribe(target)
     work = pipeline.dispatch(log_event())
     (row,) = EventLogMatch.select()
     assert work.ask == [] and work.deliver == [(str(row.uuid), 1)]
-    assert row.policy_status_code == pipeline.POLICY_SKIPPED
+    assert row.policy_status_code == POLICY_SKIPPED
     assert policy.calls() == []
 
 
@@ -111,10 +111,9 @@ def test_policy_asked_only_about_undelivered_rows(peers):
 
 
 @pytest.mark.parametrize('phase', ['policy', 'target'])
-def test_empty_schedule_disables_on_the_first_failure(peers, monkeypatch, phase):
+def test_empty_schedule_disables_on_the_first_failure(peers, configure, phase):
     policy, target = peers
-    monkeypatch.setenv('RETRY_SCHEDULE', '')
-    get_config.cache_clear()
+    configure(RETRY_SCHEDULE='')
     sub = subscribe(target)
     (policy if phase == 'policy' else target).script(
         '/events/dmlb2001' if phase == 'policy' else '/t', Answer(500, 'down'))

@@ -94,7 +94,7 @@ def test_a_start_that_fails_says_why(tmp_path):
         taken.listen()
         server = PrivateRedis(tmp_path)
         server.port = taken.getsockname()[1]
-        with pytest.raises(AssertionError, match='(?s)exited with status.*tail of'):
+        with pytest.raises(AssertionError, match=r'(?s)exited with status.*tail of'):
             server.start(timeout=10)
         server.close()
 

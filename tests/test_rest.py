@@ -12,12 +12,19 @@ from datetime import datetime
 import pytest
 import requests
 
-from pacifica.notifications.orm import EventLog, EventMatch, OrmSync, SECRET_MASK
+from pacifica.notifications.orm import SECRET_MASK, EventLog, EventMatch, OrmSync
 
 from .conftest import (
-    FIXTURES, bind_empty, child_env, delete_queue, drop_tables, make_db_url, make_env, release,
+    FIXTURES,
+    bind_empty,
+    child_env,
+    delete_queue,
+    drop_tables,
+    make_db_url,
+    make_env,
+    release,
 )
-from .procs import notifications_server, uwsgi_server
+from .procs import notifications_server, require_uwsgi, uwsgi_server
 
 SEED_CREATE = {'name': 'My Event Match', 'jsonpath': 'data',
                'target_url': 'http://www.example.com/receive'}
@@ -30,6 +37,8 @@ FIELDS = {'user', 'updated', 'uuid', 'deleted', 'version', 'jsonpath', 'disabled
 def api(request, tmp_path_factory):
     """A synced database and a real server in front of it; yields the base URL."""
     folder = tmp_path_factory.mktemp(request.param)
+    if request.param == 'uwsgi':
+        require_uwsgi()
     url = make_db_url(folder)
     db = bind_empty(url)
     db.connect(reuse_if_open=True)

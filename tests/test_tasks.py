@@ -13,11 +13,19 @@ import uuid
 import pytest
 import requests
 
+from pacifica.notifications.models import SENDING
 from pacifica.notifications.orm import EventLogMatch, EventMatch, OrmSync
-from pacifica.notifications.pipeline import SENDING
 
 from .conftest import (
-    FIXTURES, bind_empty, child_env, delete_queue, drop_tables, make_db_url, make_env, release, run_cmd,
+    FIXTURES,
+    bind_empty,
+    child_env,
+    delete_queue,
+    drop_tables,
+    make_db_url,
+    make_env,
+    release,
+    run_cmd,
 )
 from .httpfakes import Answer, Recorder
 from .procs import celery_worker, free_port, notifications_server, wait_until

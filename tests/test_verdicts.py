@@ -8,11 +8,13 @@ import pytest
 from pacifica.notifications.delivery import Reply
 from pacifica.notifications.verdicts import Verdict, policy_verdict, retry_delay, target_verdict
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.mark.parametrize('status, verdict', [
     (200, Verdict.DONE), (201, Verdict.DONE), (204, Verdict.DONE),
     (500, Verdict.RETRY), (503, Verdict.RETRY), (408, Verdict.RETRY), (429, Verdict.RETRY),
-    (None, Verdict.RETRY), (410, Verdict.GONE),
+    (None, Verdict.RETRY), (410, Verdict.REJECTED),
     (400, Verdict.REJECTED), (401, Verdict.REJECTED), (404, Verdict.REJECTED), (301, Verdict.REJECTED),
 ])
 def test_target_verdict(status, verdict):

@@ -11,12 +11,11 @@ from kombu.exceptions import OperationalError as BrokerError
 from peewee import DatabaseError
 
 from . import eventlog, pipeline, tasks
-from .app import check_database, check_settings, serve
 from .config import ConfigError, set_config_file
 from .globals import CHERRYPY_CONFIG
-from .orm import (
-    SCHEMA_MAJOR, SCHEMA_MINOR, DatabaseUnavailable, NotificationSystem, OrmSync, SchemaError, utcnow,
-)
+from .models import SCHEMA_MAJOR, SCHEMA_MINOR, NotificationSystem, utcnow
+from .schema import DatabaseUnavailable, OrmSync, SchemaError
+from .server import check_database, check_settings, serve
 
 CMD = 'pacifica-notifications-cmd'
 SERVER = 'pacifica-notifications'
@@ -67,7 +66,7 @@ def _eventpurge(args: argparse.Namespace) -> int:
         older_than = utcnow() - BARE_PURGE_AGE
     deleted = eventlog.purge_events(uuids, older_than, args.limit)
     print(f'purged {deleted} event(s)')
-    kept = eventlog.count_unsettled(uuids, older_than)
+    kept = eventlog.count_unfinished(uuids, older_than)
     if kept:
         print(f'kept {kept} event(s) whose deliveries are still pending')
     return 0
@@ -89,7 +88,7 @@ def _eventretry(args: argparse.Namespace) -> int:
         tasks.dispatch_event.delay(str(event_uuid))
         print(f'Event - {event_uuid} requeued')
     if wait:
-        for event in eventlog.wait_delivered(uuids, wait):
+        for event in eventlog.wait_finished(uuids, wait):
             print(eventlog.format_event(event))
     return 0
 

@@ -20,8 +20,8 @@ import os
 import threading
 from typing import Any
 
-from peewee import Database, DatabaseProxy
-from playhouse.pool import PooledDatabase
+from peewee import Database, DatabaseError, DatabaseProxy
+from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 
 from .database import configured_url, database_from_url
 
@@ -77,6 +77,28 @@ def bind_database(url: str | None = None) -> Database:
     return database
 
 
+def connect() -> None:
+    """Make sure this thread holds a connection (the one place connections are opened).
+
+    Connecting a second time is harmless: an open connection is reused.  A
+    pooled PostgreSQL connection that sat in the pool across a database
+    restart fails on first use; one ``SELECT 1`` finds it and replaces it,
+    so a request or task never does (peewee's MySQL pool pings by itself).
+    """
+    if DB.connect(reuse_if_open=True) and isinstance(DB.obj, PooledPostgresqlDatabase):
+        try:
+            DB.execute_sql('SELECT 1')
+        except DatabaseError:
+            DB.manual_close()
+            DB.connect()
+
+
+def close() -> None:
+    """Close this thread's connection, or give it back to the pool; closing twice is harmless."""
+    if DB.obj is not None and not DB.is_closed():
+        DB.close()
+
+
 def _inherited_connections(database: Database) -> list:
     """Every connection object a database held at the fork: this thread's and the pool's."""
     conns = []
@@ -91,9 +113,9 @@ def _inherited_connections(database: Database) -> list:
 
 def _socket_fd(conn) -> int | None:
     """The file descriptor of a driver connection's socket, if it has one (SQLite has none)."""
-    for get in (lambda: conn.fileno(), lambda: conn._sock.fileno()):
+    for holder in (conn, getattr(conn, '_sock', None)):  # psycopg2, then PyMySQL
         try:
-            fd = get()
+            fd = holder.fileno()
         except Exception:  # noqa: BLE001 - drivers differ; no socket is an answer too
             continue
         if isinstance(fd, int) and fd >= 0:

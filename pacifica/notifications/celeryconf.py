@@ -7,7 +7,7 @@ queued work across restarts.  Results are never kept: nothing reads them.
 from __future__ import annotations
 
 from . import transports
-from .config import ConfigError, data_dir, get_config, retry_schedule
+from .config import ConfigError, data_dir, settings
 from .globals import APP_NAME
 
 EMBEDDED_BROKER = f'{transports.SCHEME}://localhost/'
@@ -15,7 +15,7 @@ EMBEDDED_BROKER = f'{transports.SCHEME}://localhost/'
 
 def broker_url() -> str:
     """The configured broker, or the embedded one (its client library checked)."""
-    url = get_config().get('celery', 'broker_url') or EMBEDDED_BROKER
+    url = settings().broker_url or EMBEDDED_BROKER
     transports.require_driver(url)
     return url
 
@@ -44,7 +44,7 @@ def _transport_options(url: str) -> dict:
         # must not wait for ever on a connection that is gone.
         # Every few seconds each consumer says it is alive and gives back
         # what silent ones held (see redis_transport).
-        return {'visibility_timeout': max([3600.0, *retry_schedule()]) * 2,
+        return {'visibility_timeout': max([3600.0, *settings().retry_schedule]) * 2,
                 'health_check_interval': 5, 'socket_timeout': 15, 'socket_connect_timeout': 5,
                 'unacked_restore_interval': 5}
     return {}
@@ -64,11 +64,11 @@ def celery_settings() -> dict:
 
 
 def _settings() -> dict:
-    config = get_config()
+    config = settings()
     url = broker_url()
     transports.register()
     mapped = transports.transport_url(url)
-    settings = {
+    celery = {
         # The celery command line reads BROKER_URL into broker_url itself,
         # unmapped; the read and write URLs win over it.
         'broker_url': mapped,
@@ -77,7 +77,7 @@ def _settings() -> dict:
         'broker_transport_options': _transport_options(url),
         'broker_connection_retry_on_startup': True,
         'broker_connection_timeout': 4.0,
-        'task_default_queue': config.get('celery', 'queue'),
+        'task_default_queue': config.queue,
         'task_serializer': 'json',
         'accept_content': ['json'],
         'task_ignore_result': True,
@@ -94,9 +94,8 @@ def _settings() -> dict:
     if _is_filesystem(url):
         # The filesystem transport fetches only up to the prefetch limit per
         # poll, so a limit of one per thread caps a worker at a few dozen tasks
-        # a second; it deletes messages on read anyway, so holding more costs
-        # nothing the recovery sweep does not already cover.
-        settings['worker_prefetch_multiplier'] = 4
-    if config.get('celery', 'backend_url'):
-        settings['result_backend'] = config.get('celery', 'backend_url')
-    return settings
+        # a second; what a worker holds returns to the queue if it dies.
+        celery['worker_prefetch_multiplier'] = 4
+    if config.backend_url:
+        celery['result_backend'] = config.backend_url
+    return celery

@@ -1,50 +1,206 @@
 """Configuration reading and validation module.
 
 Configuration is read here and nowhere else.  Each key has a built-in default
-(:data:`pacifica.notifications.globals.SETTINGS`); the INI file named by
-``NOTIFICATIONS_CONFIG`` (or ``-c`` on the command line) overrides the defaults,
-and an environment variable overrides both, so a deployment can keep one file
-and still change a single value per process.
+(:data:`SETTINGS`); the INI file named by ``NOTIFICATIONS_CONFIG`` (or ``-c``
+on the command line) overrides the defaults, and an environment variable
+overrides both, so a deployment can keep one file and still change a single
+value per process.
+
+Every key has a type and, where one makes sense, a range.  The server, each
+worker and each command validate the whole configuration once, at start
+(:func:`settings`), and refuse with one line naming the key, the value and
+what is expected; code then reads typed values from :class:`Settings`.
 """
 from __future__ import annotations
 
 import os
-from configparser import ConfigParser, Error as ParserError
-from functools import lru_cache
+from configparser import ConfigParser
+from configparser import Error as ParserError
+from dataclasses import dataclass, fields
+from functools import cache
 from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlparse
 
 from platformdirs import user_data_dir
 
-from .globals import APP_NAME, CONFIG_ENV, CONFIG_FILE, DATA_DIR_ENV, SETTINGS
+from .globals import APP_NAME, CONFIG_ENV, DATA_DIR_ENV
 
 
 class ConfigError(Exception):
     """The configuration cannot be used as given."""
 
 
+# -- value types: each parses the text of a setting or raises ValueError saying what is expected --
+
+def text(value: str) -> str:
+    """Any text."""
+    return value
+
+
+def name(value: str) -> str:
+    """Non-empty text without spaces."""
+    if not value or any(char.isspace() for char in value):
+        raise ValueError('a name without spaces')
+    return value
+
+
+def number(minimum: float, maximum: float | None = None, integer: bool = False) -> Callable[[str], Any]:
+    """A number in ``[minimum, maximum]`` (an integer if ``integer``)."""
+    what = ('a whole number' if integer else 'a number') + f' of at least {minimum:g}' + (
+        f' and at most {maximum:g}' if maximum is not None else '')
+
+    def parse(value: str) -> float | int:
+        try:
+            parsed = int(value) if integer else float(value)
+        except ValueError:
+            raise ValueError(what) from None
+        if not parsed >= minimum or (maximum is not None and parsed > maximum):
+            raise ValueError(what)
+        return parsed
+    parse.__doc__ = what
+    return parse
+
+
+#: Longest wait a retry schedule may ask for (a week).
+MAX_DELAY = 7 * 86400.0
+
+
+def seconds_list(value: str) -> tuple[float, ...]:
+    """Seconds (at least 0) separated by commas; empty for none."""
+    try:
+        delays = tuple(float(part) for part in value.replace(' ', '').split(',') if part)
+    except ValueError:
+        raise ValueError('seconds separated by commas') from None
+    if any(not 0 <= delay <= MAX_DELAY for delay in delays):
+        raise ValueError(f'seconds separated by commas, each from 0 to {MAX_DELAY:g}')
+    return delays
+
+
+def url(*schemes: str, optional: bool = True) -> Callable[[str], str]:
+    """A URL with one of ``schemes`` (any scheme if none is named); empty if ``optional``."""
+    what = 'a URL' + (f" starting {' or '.join(f'{scheme}://' for scheme in schemes)}" if schemes else '')
+
+    def parse(value: str) -> str:
+        if not value and optional:
+            return ''
+        try:
+            parsed = urlparse(value)
+        except ValueError:
+            raise ValueError(what) from None
+        if not parsed.scheme or (schemes and parsed.scheme not in schemes):
+            raise ValueError(what)
+        return value
+    parse.__doc__ = what + (' (or empty)' if optional else '')
+    return parse
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key: where it lives, its environment variable, default, type and meaning."""
+
+    section: str
+    key: str
+    env: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+#: Every configuration key.  A default of '' means "not set": the help says what that implies.
+SETTINGS: tuple[Setting, ...] = (
+    Setting('DEFAULT', 'default_user', 'DEFAULT_USER', 'anonymous', name,
+            'The user assumed when a request carries no user header.'),
+    Setting('notifications', 'policy_url', 'POLICY_URL', '', url('http', 'https'),
+            'The policy server endpoint to query. Unset, the policy step is skipped: set it in production.'),
+    Setting('notifications', 'user_header', 'USER_HEADER', 'Http-Remote-User', name,
+            'The request header naming the remote user.'),
+    Setting('notifications', 'max_request_bytes', 'MAX_REQUEST_BYTES', str(1024 * 1024),
+            number(1024, 2**30, integer=True), 'Largest request body accepted; larger bodies get 413.'),
+    Setting('notifications', 'retry_schedule', 'RETRY_SCHEDULE', '5,30,120,600,1800,3600', seconds_list,
+            'Seconds to wait after each failed attempt; empty: the first failure disables.'),
+    Setting('notifications', 'connect_timeout', 'CONNECT_TIMEOUT', '5', number(0.001, 3600),
+            'Seconds to wait for a connection to the policy server or a target.'),
+    Setting('notifications', 'read_timeout', 'READ_TIMEOUT', '30', number(0.001, 3600),
+            'Seconds to wait for an answer from the policy server or a target.'),
+    Setting('notifications', 'max_logged_body', 'MAX_LOGGED_BODY', '4096', number(0, 2**24, integer=True),
+            'Bytes of a reply kept in the log.'),
+    Setting('notifications', 'recover_after', 'RECOVER_AFTER', '300', number(1, 7 * 86400),
+            'Seconds queued work may wait before the recovery sweep presumes it lost and queues it again.'),
+    Setting('notifications', 'sweep_interval', 'SWEEP_INTERVAL', '30', number(0, 86400),
+            'Seconds between two recovery sweeps of one worker; 0 turns them off.'),
+    Setting('celery', 'broker_url', 'BROKER_URL', '', url(),
+            'The broker: pyamqp://, redis://... Unset: the embedded broker in the data folder.'),
+    Setting('celery', 'backend_url', 'BACKEND_URL', '', url(),
+            'Where task results are kept. Unset: they are not kept (nothing reads them).'),
+    Setting('celery', 'queue', 'CELERY_QUEUE', 'pacifica-notifications', name,
+            'The queue the tasks go through.'),
+    Setting('database', 'peewee_url', 'PEEWEE_URL', '', url(),
+            'The database, as a peewee URL. Unset: a SQLite file in the data folder.'),
+    Setting('database', 'connect_attempts', 'DATABASE_CONNECT_ATTEMPTS', '10', number(1, 10000, integer=True),
+            'Attempts to connect to the database at start before giving up.'),
+    Setting('database', 'connect_wait', 'DATABASE_CONNECT_WAIT', '20', number(0, 3600),
+            'Seconds between two attempts to connect to the database at start.'),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The configuration as typed values, validated (see :data:`SETTINGS` for each one's meaning)."""
+
+    default_user: str
+    policy_url: str
+    user_header: str
+    max_request_bytes: int
+    retry_schedule: tuple[float, ...]
+    connect_timeout: float
+    read_timeout: float
+    max_logged_body: int
+    recover_after: float
+    sweep_interval: float
+    broker_url: str
+    backend_url: str
+    queue: str
+    peewee_url: str
+    connect_attempts: int
+    connect_wait: float
+
+    @property
+    def in_flight(self) -> float:
+        """Longest a single HTTP call may take: connecting, then waiting for the answer."""
+        return self.connect_timeout + self.read_timeout
+
+
 def set_config_file(path: str) -> None:
     """Use ``path`` as the service INI file for this process and its children."""
     os.environ[CONFIG_ENV] = path
-    get_config.cache_clear()
+    reset()
 
 
 def config_file() -> str:
     """Return the service INI file in use ('' when there is none)."""
-    return os.environ.get(CONFIG_ENV, CONFIG_FILE)
+    return os.environ.get(CONFIG_ENV, '')
 
 
-@lru_cache(maxsize=None)
+def reset() -> None:
+    """Forget the configuration read so far: the next use reads it again."""
+    get_config.cache_clear()
+    settings.cache_clear()
+
+
+@cache
 def get_config() -> ConfigParser:
     """Return the ConfigParser object with defaults set.
 
     Unset keys hold the empty string.  Raises :class:`ConfigError` when the
-    named file is missing or is not valid INI.
+    named file is missing or is not valid INI.  Values are text, unchecked:
+    read :func:`settings` for checked, typed values.
     """
     parser = ConfigParser(interpolation=None)
-    for (section, key), (_env, default) in SETTINGS.items():
-        if section != 'DEFAULT' and not parser.has_section(section):
-            parser.add_section(section)
-        parser.set(section, key, default or '')
+    for setting in SETTINGS:
+        if setting.section != 'DEFAULT' and not parser.has_section(setting.section):
+            parser.add_section(setting.section)
+        parser.set(setting.section, setting.key, setting.default)
     path = config_file()
     if path:
         try:
@@ -54,19 +210,25 @@ def get_config() -> ConfigParser:
             raise ConfigError(f'cannot read config file {path}: {exc.strerror}') from exc
         except ParserError as exc:
             raise ConfigError(f'config file {path} is not valid INI: {exc}') from exc
-    for (section, key), (env, _default) in SETTINGS.items():
-        if env in os.environ:
-            parser.set(section, key, os.environ[env])
+    for setting in SETTINGS:
+        if setting.env in os.environ:
+            parser.set(setting.section, setting.key, os.environ[setting.env])
     return parser
 
 
-def get_number(section: str, key: str, kind: type = int) -> int | float:
-    """Return a numeric setting, or raise :class:`ConfigError` naming it."""
-    value = get_config().get(section, key)
-    try:
-        return kind(value)
-    except ValueError:
-        raise ConfigError(f'[{section}] {key} must be a number, not {value!r}') from None
+@cache
+def settings() -> Settings:
+    """The whole configuration, checked and typed; raises :class:`ConfigError` naming the first bad key."""
+    parser = get_config()
+    values = {}
+    for setting in SETTINGS:
+        raw = parser.get(setting.section, setting.key).strip()
+        try:
+            values[setting.key] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f'[{setting.section}] {setting.key} ({setting.env}) = {raw!r}: '
+                              f'expected {exc}') from None
+    return Settings(**{field.name: values[field.name] for field in fields(Settings)})
 
 
 def data_dir() -> Path:
@@ -74,16 +236,3 @@ def data_dir() -> Path:
     path = Path(os.environ.get(DATA_DIR_ENV) or user_data_dir(APP_NAME, appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def retry_schedule() -> list[float]:
-    """Return the delays (seconds) between attempts; empty means "never retry"."""
-    text = get_config().get('notifications', 'retry_schedule')
-    try:
-        delays = [float(part) for part in text.replace(' ', '').split(',') if part]
-    except ValueError:
-        raise ConfigError(f'[notifications] retry_schedule must be seconds separated by commas, '
-                          f'not {text!r}') from None
-    if any(delay < 0 for delay in delays):
-        raise ConfigError(f'[notifications] retry_schedule has a negative delay: {text!r}')
-    return delays

@@ -14,7 +14,7 @@ from peewee import Database, MySQLDatabase, SqliteDatabase
 from playhouse import db_url
 from playhouse.pool import PooledMySQLDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
 
-from .config import ConfigError, data_dir, get_config
+from .config import ConfigError, data_dir, settings
 
 #: peewee's own schemes, with the seed's ``sqliteext`` and pooled server databases.
 SCHEMES = {
@@ -61,7 +61,7 @@ def embedded_url() -> str:
 
 def configured_url() -> str:
     """Return the database URL from configuration, or the embedded default."""
-    return get_config().get('database', 'peewee_url') or embedded_url()
+    return settings().peewee_url or embedded_url()
 
 
 def database_from_url(url: str) -> Database:

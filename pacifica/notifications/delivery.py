@@ -19,7 +19,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from . import __version__
-from .config import get_number
+from .config import settings
 
 USER_AGENT = f'pacifica-notifications/{__version__}'
 
@@ -50,7 +50,7 @@ class Reply:
 
 def session() -> requests.Session:
     """This process's pooled session (a forked child makes its own)."""
-    global _SESSION  # noqa: PLW0603 - one session per process is the point
+    global _SESSION
     if _SESSION is None or _SESSION[0] != os.getpid():
         new = requests.Session()
         adapter = HTTPAdapter(pool_connections=32, pool_maxsize=32, max_retries=0)
@@ -90,9 +90,8 @@ def _read_bounded(resp: requests.Response, limit: int) -> str:
 def post_json(url: str, payload: dict, headers: dict | None = None,
               auth: tuple[str, str] | None = None) -> Reply:
     """POST ``payload`` as JSON and return what happened, never raising for network trouble."""
-    timeout = (float(get_number('notifications', 'connect_timeout', float)),
-               float(get_number('notifications', 'read_timeout', float)))
-    limit = int(get_number('notifications', 'max_logged_body'))
+    config = settings()
+    timeout, limit = (config.connect_timeout, config.read_timeout), config.max_logged_body
     body = json.dumps(payload, ensure_ascii=False).encode('utf-8')
     all_headers = {'Content-Type': 'application/json', **(headers or {})}
     try:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Iterable, Iterator
 
-from .orm import EventLog, EventLogMatch, BaseModel
+from . import due
+from .models import BaseModel, EventLog, EventLogMatch
 
 #: The seed's date format for ``--start-date`` and friends.
 DATE_FORMAT = '%Y-%m-%d %H:%M:%S'
@@ -77,15 +78,13 @@ def select_events(uuids: list[uuid.UUID] | None = None, limit: int | None = None
     yield from query
 
 
-def wait_delivered(uuids: list[uuid.UUID], timeout: float, interval: float = 0.2) -> list[EventLog]:
-    """Wait until every match of these events is delivered (or ``timeout`` passes); return them."""
+def wait_finished(uuids: list[uuid.UUID], timeout: float, interval: float = 0.2) -> list[EventLog]:
+    """Wait until these events' work is finished (see :mod:`due`), or ``timeout`` passes; return them."""
     deadline = time.monotonic() + timeout
-    while True:
-        events = list(EventLog.select().where(EventLog.uuid.in_(uuids)).order_by(EventLog.created))
-        done = all(match.is_delivered() for event in events for match in event.event_matches)
-        if done or time.monotonic() >= deadline:
-            return events
+    query = EventLog.select().where(EventLog.uuid.in_(uuids))
+    while query.where(~due.finished()).exists() and time.monotonic() < deadline:
         time.sleep(interval)
+    return list(query.order_by(EventLog.created, EventLog.uuid))
 
 
 def _code(value: str | None) -> str:
@@ -103,12 +102,6 @@ def format_event(event: EventLog) -> str:
     return '\n'.join(lines)
 
 
-def _settled():
-    """The events with no work left: dispatched, and no delivery still due."""
-    busy = EventLogMatch.select(EventLogMatch.event_log).where(EventLogMatch.retry_at.is_null(False))
-    return EventLog.retry_at.is_null() & EventLog.uuid.not_in(busy)
-
-
 def _purge_query(uuids: list[uuid.UUID] | None, older_than: datetime | None):
     query = EventLog.select(EventLog.uuid)
     if uuids:
@@ -118,9 +111,9 @@ def _purge_query(uuids: list[uuid.UUID] | None, older_than: datetime | None):
     return query
 
 
-def count_unsettled(uuids: list[uuid.UUID] | None = None, older_than: datetime | None = None) -> int:
-    """How many of the events a purge names it must keep, their work not done."""
-    return _purge_query(uuids, older_than).where(~_settled()).count()
+def count_unfinished(uuids: list[uuid.UUID] | None = None, older_than: datetime | None = None) -> int:
+    """How many of the events a purge names it must keep, their work not finished."""
+    return _purge_query(uuids, older_than).where(~due.finished()).count()
 
 
 def purge_events(uuids: list[uuid.UUID] | None = None, older_than: datetime | None = None,
@@ -128,8 +121,7 @@ def purge_events(uuids: list[uuid.UUID] | None = None, older_than: datetime | No
     """Delete events and their match rows, oldest first; return how many events went.
 
     At least one of ``uuids`` and ``older_than`` is required, so that a bare
-    command never empties the log.  Events whose dispatch or deliveries are
-    still pending are kept.  Each batch is one transaction.
+    command never empties the log.  Events whose work is not finished are kept.  Each batch is one transaction.
     """
     if not uuids and older_than is None:
         raise EventLogError('name the events to purge: UUIDs or --older-than-date')
@@ -140,7 +132,7 @@ def purge_events(uuids: list[uuid.UUID] | None = None, older_than: datetime | No
     deleted = 0
     while limit is None or deleted < limit:
         size = batch if limit is None else min(batch, limit - deleted)
-        query = _purge_query(uuids, older_than).where(_settled()).order_by(
+        query = _purge_query(uuids, older_than).where(due.finished()).order_by(
             EventLog.created, EventLog.uuid).limit(size)
         with BaseModel.atomic():
             ids = [row.uuid for row in query]

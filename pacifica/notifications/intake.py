@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 from peewee import IntegrityError
 
-from .orm import BaseModel, EventLog, utcnow
-from .pipeline import lease
+from . import due
+from .models import BaseModel, EventLog
 from .tasks import dispatch_event
 
 LOG = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def store_event(event: dict) -> Received:
     try:
         with BaseModel.atomic():
             row = EventLog.create(jsondata=json.dumps(event, ensure_ascii=False), dedup_key=key,
-                                  retry_at=lease())
+                                  retry_at=due.deadline())
     except IntegrityError:
         first = EventLog.get_or_none(EventLog.dedup_key == key) if key else None
         if first is None:
@@ -72,9 +72,9 @@ def receive(event: dict) -> Received:
         return received
     try:
         dispatch_event.delay(str(received.event.uuid))
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:  # noqa: BLE001
         # Whatever the broker client raised (a refused or a reset connection
         # surface as different types), the event is safe in the log.
-        EventLog.update(retry_at=utcnow()).where(EventLog.uuid == received.event.uuid).execute()
+        due.release([received.event.uuid], [])
         LOG.error('event %s stored but not queued (broker unavailable): %r', received.event.uuid, exc)
     return received

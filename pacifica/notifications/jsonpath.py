@@ -38,7 +38,7 @@ def parse(jsonpath_str: str) -> Path:
     """Parse the json path (once per distinct text) or raise :class:`JsonPathError`."""
     try:
         return Path.parse_str(normalize(jsonpath_str))
-    except Exception as exc:  # jsonpath2/antlr raise several kinds for bad input
+    except Exception as exc:  # noqa: BLE001 - jsonpath2/antlr raise several kinds for bad input
         message = str(exc).strip() or type(exc).__name__
         raise JsonPathError(f'invalid jsonpath {jsonpath_str!r}: {message}') from None
 

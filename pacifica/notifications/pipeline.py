@@ -12,21 +12,17 @@ import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from peewee import IntegrityError
 
-from . import delivery, jsonpath
-from .config import get_config, get_number, retry_schedule
+from . import delivery, due, jsonpath
+from .config import settings
 from .delivery import Reply
-from .orm import BaseModel, EventLog, EventLogMatch, EventMatch, utcnow
+from .models import POLICY_SKIPPED, SENDING, BaseModel, EventLog, EventLogMatch, EventMatch, utcnow
 from .verdicts import Verdict, policy_verdict, retry_delay, target_verdict
 
 LOG = logging.getLogger(__name__)
-
-#: What ``policy_status_code`` says when no policy server is configured.
-POLICY_SKIPPED = 'skipped'
-
 
 @dataclass
 class Work:
@@ -37,34 +33,13 @@ class Work:
     retry_in: float | None = None
 
 
-def recover_after() -> float:
-    """Seconds queued work may take to start before the recovery sweep assumes it lost."""
-    return float(get_number('notifications', 'recover_after', float))
-
-
-def lease(extra: float = 0.0) -> datetime:
-    """The due time of work queued now to start within ``extra`` seconds (see :mod:`recovery`)."""
-    return utcnow() + timedelta(seconds=recover_after() + extra)
-
-
-def set_due(rows: list, when: datetime | None, **fields) -> None:
-    """Record when these log rows are next due (None: finished), with any other ``fields``."""
-    if rows:
-        EventLogMatch.update(retry_at=when, **fields).where(EventLogMatch.uuid.in_(rows)).execute()
-
-
-def policy_url() -> str:
-    """The configured policy server ('' when deliveries need no permission)."""
-    return get_config().get('notifications', 'policy_url')
-
-
 def live_subscriptions(received: datetime | None = None) -> list[EventMatch]:
     """Every subscription that is neither deleted nor disabled (and existed at ``received``).
 
     An event is for the subscriptions that existed when it was received, however
     long it waited to be dispatched (a backlog, an outage, the recovery sweep).
     """
-    query = EventMatch.select().where(EventMatch.deleted.is_null() & EventMatch.disabled.is_null())
+    query = EventMatch.select().where(EventMatch.live())
     if received is not None:
         query = query.where(EventMatch.created <= received)
     return list(query)
@@ -89,7 +64,12 @@ def match_subscriptions(event: dict, subs: list[EventMatch]) -> list[EventMatch]
 
 
 def create_log_match(eventmatch: EventMatch, event_log_uuid, policy_resp: Reply | None = None) -> EventLogMatch:
-    """Return the one log row for this event and subscription, creating it if need be."""
+    """Return the one log row for this event and subscription, creating it if need be.
+
+    Kept for the seed's module reference (``tasks.create_log_match``): it
+    records, and queues nothing (the row has no due time).  The pipeline
+    creates its rows in :func:`dispatch_orm_event`.
+    """
     where = (EventLogMatch.event_log == event_log_uuid) & (EventLogMatch.event_match == eventmatch.uuid)
     row = EventLogMatch.get_or_none(where)
     if row is None:
@@ -150,9 +130,9 @@ def dispatch(event_uuid: str) -> Work:
         return Work()
     pending = dispatch_orm_event(orm_event)
     rows = [row for user_rows in pending.values() for row in user_rows]
-    skipped = {} if policy_url() else {'policy_status_code': POLICY_SKIPPED}
-    set_due([row.uuid for row in rows], lease(), **skipped)
-    EventLog.update(retry_at=None).where(EventLog.uuid == orm_event.uuid).execute()
+    skipped = {} if settings().policy_url else {'policy_status_code': POLICY_SKIPPED}
+    due.mark([row.uuid for row in rows], due.deadline(), **skipped)
+    due.mark_event(orm_event.uuid, None)
     if not skipped:
         return Work(ask=sorted(pending))
     return Work(deliver=[(str(row.uuid), row.attempts + 1) for row in rows])
@@ -161,7 +141,7 @@ def dispatch(event_uuid: str) -> Work:
 def _pending_rows(event_uuid: str, user: str) -> list[EventLogMatch]:
     query = (EventLogMatch.select(EventLogMatch, EventMatch).join(EventMatch)
              .where((EventLogMatch.event_log == event_uuid) & (EventMatch.user == user)
-                    & EventMatch.deleted.is_null() & EventMatch.disabled.is_null()))
+                    & EventMatch.live()))
     return [row for row in query if not row.is_delivered()]
 
 
@@ -171,14 +151,14 @@ def query_policy(event_uuid: str, user: str, attempt: int = 1) -> Work:
     rows = _pending_rows(event_uuid, user) if orm_event else []
     if not rows:
         return Work()
-    reply = delivery.ask_policy(policy_url(), user, json.loads(orm_event.jsondata))
+    reply = delivery.ask_policy(settings().policy_url, user, json.loads(orm_event.jsondata))
     verdict = policy_verdict(reply)
-    delay = retry_delay(retry_schedule(), attempt, reply.retry_after) if verdict is Verdict.RETRY else None
+    delay = retry_delay(settings().retry_schedule, attempt, reply.retry_after) if verdict is Verdict.RETRY else None
     if verdict is Verdict.DONE:
-        due = lease()
+        next_due: datetime | None = due.deadline()
     else:
-        due = None if delay is None else lease(delay)
-    set_due([row.uuid for row in rows], due, policy_status_code=reply.code, policy_resp_body=reply.body)
+        next_due = None if delay is None else due.deadline(delay)
+    due.mark([row.uuid for row in rows], next_due, policy_status_code=reply.code, policy_resp_body=reply.body)
     if verdict is Verdict.DONE:
         return Work(deliver=[(str(row.uuid), row.attempts + 1) for row in rows])
     if verdict is Verdict.DENIED:
@@ -191,11 +171,7 @@ def query_policy(event_uuid: str, user: str, attempt: int = 1) -> Work:
     return Work()
 
 
-#: What ``target_status_code`` says while an attempt is being sent.
-SENDING = 'sending'
-
-
-def _claim(row: EventLogMatch, attempt: int, retake: bool = False) -> bool:
+def _take_attempt(row: EventLogMatch, attempt: int, retake: bool = False) -> bool:
     """Take attempt number ``attempt`` of a delivery; False if it was taken already.
 
     The attempt stays due until its outcome is recorded: a worker killed
@@ -203,13 +179,12 @@ def _claim(row: EventLogMatch, attempt: int, retake: bool = False) -> bool:
     broker gave us again a message whose worker died) an attempt that was
     taken but never finished is taken over.
     """
-    in_flight = float(get_number('notifications', 'connect_timeout', float)) + float(
-        get_number('notifications', 'read_timeout', float))
     takeable = EventLogMatch.attempts == attempt - 1
     if retake:
         takeable |= (EventLogMatch.attempts == attempt) & (EventLogMatch.target_status_code == SENDING)
     return EventLogMatch.update(
-        attempts=attempt, last_attempt=utcnow(), retry_at=lease(in_flight), target_status_code=SENDING,
+        attempts=attempt, last_attempt=utcnow(), retry_at=due.deadline(settings().in_flight),
+        target_status_code=SENDING,
     ).where((EventLogMatch.uuid == row.uuid) & takeable).execute() == 1
 
 
@@ -225,15 +200,15 @@ def route_event(elm_uuid: str, attempt: int = 1, retake: bool = False) -> Work:
         return Work()
     sub = row.event_match
     if row.is_delivered() or not sub.is_live():
-        set_due([row.uuid], None)
+        due.mark([row.uuid], None)
         return Work()
-    if not _claim(row, attempt, retake):
+    if not _take_attempt(row, attempt, retake):
         return Work()
     event = delivery.with_extensions(json.loads(row.event_log.jsondata), sub.extensions_dict())
     reply = delivery.deliver(sub.target_url, event, sub.auth_dict(), str(row.uuid))
     verdict = target_verdict(reply)
-    delay = retry_delay(retry_schedule(), attempt, reply.retry_after) if verdict is Verdict.RETRY else None
-    update_log_match(row.uuid, reply, None if delay is None else lease(delay))
+    delay = retry_delay(settings().retry_schedule, attempt, reply.retry_after) if verdict is Verdict.RETRY else None
+    update_log_match(row.uuid, reply, None if delay is None else due.deadline(delay))
     if verdict is Verdict.DONE:
         return Work()
     if verdict is Verdict.RETRY:
@@ -251,4 +226,4 @@ def redispatch(event_uuid: str) -> None:
     undelivered = [row.uuid for row in rows if not row.is_delivered()]
     if undelivered:
         EventLogMatch.update(attempts=0).where(EventLogMatch.uuid.in_(undelivered)).execute()
-    EventLog.update(retry_at=lease()).where(EventLog.uuid == event_uuid).execute()
+    due.mark_event(event_uuid, due.deadline())

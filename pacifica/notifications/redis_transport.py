@@ -102,8 +102,8 @@ class QoS(redis.QoS):
         with self.channel.conn_or_acquire() as client:
             now = time()
             client.zadd(self.owners_key, {self.owner: now})
-            for owner in client.zrangebyscore(self.owners_key, '-inf', now - self.owner_ttl):
-                owner = owner.decode() if isinstance(owner, bytes) else owner
+            for silent in client.zrangebyscore(self.owners_key, '-inf', now - self.owner_ttl):
+                owner = silent.decode() if isinstance(silent, bytes) else silent
                 held = self.held_key(owner)
                 for tag in client.smembers(held):
                     self.restore_by_tag(tag.decode() if isinstance(tag, bytes) else tag, client)

@@ -13,8 +13,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from .errors import ClientError, NotVisible
-from .jsonpath import JsonPathError, parse as parse_jsonpath
-from .orm import AUTH_SECRETS, SECRET_MASK, EventMatch, utcnow
+from .jsonpath import JsonPathError
+from .jsonpath import parse as parse_jsonpath
+from .masking import AUTH_SECRETS, SECRET_MASK
+from .models import EventMatch, utcnow
 
 #: Fields the service sets; a client may echo them back unchanged, never change them.
 READ_ONLY = ('uuid', 'user', 'created', 'updated', 'deleted', 'version')

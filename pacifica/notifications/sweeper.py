@@ -76,6 +76,6 @@ class Sweeper:
             return True
         except DatabaseError as exc:  # down, or no schema yet: the usual, said in one line
             LOG.warning('%s failed (database: %s); trying again later', name, str(exc).strip())
-        except Exception:  # noqa: BLE001 - the thread must outlive any one failure
+        except Exception:
             LOG.exception('%s failed; trying again later', name)
         return False

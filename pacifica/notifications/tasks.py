@@ -3,7 +3,8 @@
 Tasks are thin: each runs one step of :mod:`pipeline` inside a database
 connection and enqueues the work the step returns.  Run workers with
 ``celery -A pacifica.notifications.tasks worker``; each worker also runs the
-recovery sweep (:func:`recover`) every ``sweep_interval`` seconds.
+recovery sweep (:func:`recover`) every ``sweep_interval`` seconds (see
+:mod:`due` for the rule it keeps).
 """
 from __future__ import annotations
 
@@ -15,15 +16,25 @@ from celery import Celery, Task
 from peewee import InterfaceError
 from peewee import OperationalError as DatabaseDown
 
-from . import pipeline, recovery, worker
+from . import due, pipeline, worker
 from .celeryconf import celery_settings
+from .config import settings
 from .delivery import event_auth_to_requests
-from .orm import BaseModel
+from .models import BaseModel
 from .pipeline import create_log_match, disable_eventmatch, dispatch_orm_event, update_log_match
 
-__all__ = ['CELERY_APP', 'dispatch_event', 'query_policy', 'route_event', 'dispatch_orm_event',
-           'create_log_match', 'update_log_match', 'disable_eventmatch', 'event_auth_to_requests',
-           'recover']
+__all__ = [
+    'CELERY_APP',
+    'create_log_match',
+    'disable_eventmatch',
+    'dispatch_event',
+    'dispatch_orm_event',
+    'event_auth_to_requests',
+    'query_policy',
+    'recover',
+    'route_event',
+    'update_log_match',
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -89,42 +100,42 @@ def route_event(self, elm_uuid: str, attempt: int = 1) -> None:
         route_event.apply_async((elm_uuid, attempt + 1), countdown=work.retry_in)
 
 
-def requeue(found: recovery.Found) -> None:
+def requeue(claimed: due.Claimed) -> None:
     """Queue claimed work (what should start later, with its countdown).
 
-    What cannot be queued (the broker is down) is made due at once again,
-    and the broker client's error raised.
+    What cannot be queued (the broker is down) is released, due at once
+    again, and the broker client's error raised.
     """
-    jobs = ([(dispatch_event, (event,), event, [event], []) for event in found.events]
-            + [(query_policy, key, key, [], rows) for key, rows in found.asks.items()]
-            + [(route_event, item, item, [], [item[0]]) for item in found.deliveries])
+    jobs = ([(dispatch_event, (event,), event, [event], []) for event in claimed.events]
+            + [(query_policy, key, key, [], rows) for key, rows in claimed.asks.items()]
+            + [(route_event, item, item, [], [item[0]]) for item in claimed.deliveries])
     for done, (task, args, key, _events, _rows) in enumerate(jobs):
         try:
-            task.apply_async(args, countdown=found.wait.get(key) or None)
+            task.apply_async(args, countdown=claimed.wait.get(key) or None)
         except Exception:
             left = jobs[done:]
-            recovery.release([e for job in left for e in job[3]], [r for job in left for r in job[4]])
+            due.release([e for job in left for e in job[3]], [r for job in left for r in job[4]])
             raise
 
 
-def recover(cutoff: datetime | None = None) -> recovery.Found:
-    """Queue again the work due by ``cutoff`` (default: now) whose tasks never ran (one batch).
+def recover(cutoff: datetime | None = None) -> due.Claimed:
+    """Queue again (a batch of) the work overdue at ``cutoff`` (default: now).
 
     Needs a database connection; see :func:`requeue` for a broker outage.
     """
-    found = recovery.sweep(cutoff)
-    requeue(found)
-    if found:
-        LOG.warning('recovery sweep queued again %s', found.describe())
-    return found
+    claimed = due.claim_overdue(cutoff)
+    requeue(claimed)
+    if claimed:
+        LOG.warning('recovery sweep queued again %s', claimed.describe())
+    return claimed
 
 
-def recover_all(keep_schedule: bool) -> recovery.Found:
-    """Queue again all unfinished work, due or not (see :func:`recovery.resync`)."""
-    total = recovery.Found()
-    for found in recovery.resync(keep_schedule):
-        requeue(found)
-        total.merge(found)
+def recover_all(keep_schedule: bool) -> due.Claimed:
+    """Queue again all unfinished work, due or not (see :func:`due.claim_all`)."""
+    total = due.Claimed()
+    for claimed in due.claim_all(keep_schedule):
+        requeue(claimed)
+        total.merge(claimed)
     if total:
         LOG.warning('resync queued again %s', total.describe())
     return total
@@ -144,5 +155,5 @@ def _with_connection(action: Callable[[], object]) -> Callable[[], None]:
 worker.install(CELERY_APP, worker.Lifecycle(
     sweep=_with_connection(recover),
     resync=_with_connection(lambda: recover_all(keep_schedule=True)),
-    interval=recovery.sweep_interval,
+    interval=lambda: settings().sweep_interval,
 ))

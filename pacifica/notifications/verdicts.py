@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from enum import Enum
 
 from .delivery import Reply
@@ -19,8 +20,7 @@ class Verdict(Enum):
     DONE = 'done'          # target took it / policy allowed
     DENIED = 'denied'      # policy said no: logged, not delivered, not retried
     RETRY = 'retry'        # try again on the retry schedule
-    GONE = 'gone'          # target says 410: disable at once
-    REJECTED = 'rejected'  # target refused for good: disable
+    REJECTED = 'rejected'  # target refused for good (410 Gone, any other 4xx): disable
 
 
 def _transient(reply: Reply) -> bool:
@@ -28,13 +28,11 @@ def _transient(reply: Reply) -> bool:
 
 
 def target_verdict(reply: Reply) -> Verdict:
-    """Judge a target's reply: 2xx done; 5xx, 408, 429, no answer retry; 410 gone; else rejected."""
+    """Judge a target's reply: 2xx done; 5xx, 408, 429, no answer retry; anything else (410 too) rejected."""
     if reply.status is not None and 200 <= reply.status < 300:
         return Verdict.DONE
     if _transient(reply) or reply.status in RETRY_STATUSES:
         return Verdict.RETRY
-    if reply.status == 410:
-        return Verdict.GONE
     return Verdict.REJECTED
 
 
@@ -47,7 +45,7 @@ def policy_verdict(reply: Reply) -> Verdict:
     return Verdict.RETRY
 
 
-def retry_delay(schedule: list[float], attempts_made: int, retry_after: float | None = None,
+def retry_delay(schedule: Sequence[float], attempts_made: int, retry_after: float | None = None,
                 rng: random.Random | None = None) -> float | None:
     """Seconds until the next attempt, or None when the schedule is spent.
 

@@ -30,7 +30,7 @@ class PolicyHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_POST(self):  # noqa: N802 (http.server's naming)
+    def do_POST(self):
         """The service asks whether a user may see an event."""
         length = int(self.headers.get('Content-Length') or 0)
         raw = self.rfile.read(length) if length else b''
@@ -52,12 +52,12 @@ class PolicyHandler(BaseHTTPRequestHandler):
                               'message': f'user {user!r} not found',
                               'traceback': 'IndexError: list index out of range'})
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         """Nothing is served by GET (the readiness probe uses POST)."""
         self._reply(404, {'status': '404 Not Found', 'message': f'no such path {self.path}'})
 
     def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-        sys.stderr.write('policy-stub: %s - %s\n' % (self.address_string(), format % args))
+        sys.stderr.write(f'policy-stub: {self.address_string()} - {format % args}\n')
 
 
 def main() -> None:

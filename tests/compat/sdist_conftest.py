@@ -41,9 +41,9 @@ import threading
 import time
 import traceback
 
+import celery.bin.celery as _celery_cli
 import click
 import pytest
-import celery.bin.celery as _celery_cli
 
 # ---------------------------------------------------------------------------
 # 1. Celery 4 command line -> Celery 5
@@ -222,10 +222,10 @@ def pytest_unconfigure(config):
     if not alive:
         return
     out = sys.__stderr__
-    out.write('\n[compat-shim] {} non-daemon thread(s) still running at the end of the run '
-              '(e.g. a Celery worker that a test could not stop); their stacks:\n'.format(len(alive)))
+    out.write(f'\n[compat-shim] {len(alive)} non-daemon thread(s) still running at the end of the run '
+              '(e.g. a Celery worker that a test could not stop); their stacks:\n')
     for ident, name, _daemon, frame in alive:
-        out.write('--- thread {!r} (ident {}), innermost {} frames:\n'.format(name, ident, STACK_FRAMES))
+        out.write(f'--- thread {name!r} (ident {ident}), innermost {STACK_FRAMES} frames:\n')
         out.write(''.join(traceback.format_stack(frame)[-STACK_FRAMES:]))
     _record({'nodeid': '<session>', 'when': 'exit', 'outcome': 'leftover-threads',
              'threads': [name for _ident, name, _daemon, _frame in alive]})

@@ -145,14 +145,14 @@ class Target:
                         self.rfile.readline()
                 return self.rfile.read(int(self.headers.get('Content-Length') or 0))
 
-            def do_POST(self):  # noqa: N802 (http.server's name)
+            def do_POST(self):
                 body = self._body()
                 with target.cond:
                     target.received.append((self.path, body))
                     target.cond.notify_all()
                 self._answer(200, b'{"status": "ok"}')
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 self._answer(404, b'{"status": "not found"}')
 
             def _answer(self, status: int, payload: bytes) -> None:
@@ -205,7 +205,7 @@ class Run:
         self.venv = Path(args.venv).resolve()
         self.repo = Path(args.repo).resolve()
         self.work = Path(args.work).resolve()
-        global WORK_DIR  # noqa: PLW0603 (one run per process)
+        global WORK_DIR
         WORK_DIR = str(self.work)
         self.home = self.work / 'home'
         self.cwd = self.work / 'cwd'

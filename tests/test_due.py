@@ -1,4 +1,4 @@
-"""The recovery sweep, run without a worker: what it claims, what it clears, what it gives back."""
+"""Due times and the recovery sweep, run without a worker: what is claimed, cleared, given back."""
 from __future__ import annotations
 
 import json
@@ -7,21 +7,22 @@ from datetime import timedelta
 
 import pytest
 
-from pacifica.notifications import intake, pipeline, recovery
-from pacifica.notifications.config import get_config
+from pacifica.notifications import due, intake, pipeline
 from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch, utcnow
 from pacifica.notifications.sweeper import Sweeper
 
 from .conftest import FIXTURES, run_cmd
+from .httpfakes import Answer
+
+pytestmark = pytest.mark.fast
 
 EVENT = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
 
 
 @pytest.fixture
-def world(peers, monkeypatch):
+def world(peers, configure):
     """The peers and one subscription; queued work is presumed lost after 60 s."""
-    monkeypatch.setenv('RECOVER_AFTER', '60')
-    get_config.cache_clear()
+    configure(RECOVER_AFTER='60')
     return EventMatch.create(name='s', jsonpath='data', user='dmlb2001', target_url=peers[1].url + '/t')
 
 
@@ -38,16 +39,16 @@ def log_event(**changes) -> str:
 
 def test_nothing_is_claimed_before_it_is_due(world):
     log_event()
-    assert not recovery.sweep()
+    assert not due.claim_overdue()
 
 
 def test_an_undispatched_event_is_claimed_once(world):
     event_uuid = log_event()
     overdue()
-    assert recovery.sweep().events == [event_uuid]
-    assert not recovery.sweep()
+    assert due.claim_overdue().events == [event_uuid]
+    assert not due.claim_overdue()
     overdue()
-    assert recovery.sweep().events == [event_uuid]
+    assert due.claim_overdue().events == [event_uuid]
 
 
 def test_concurrent_sweeps_share_out_the_work(world):
@@ -67,7 +68,7 @@ def _sweep_in_thread(cutoff) -> list[str]:
     """One sweeping process: its own connection."""
     EventLog._meta.database.connect(reuse_if_open=True)
     try:
-        return recovery.sweep(cutoff).events
+        return due.claim_overdue(cutoff).events
     finally:
         EventLog._meta.database.close()
 
@@ -81,7 +82,7 @@ def test_rows_resume_where_they_stopped(world):
         EventLogMatch.event_log.in_([allowed, delivered])).execute()
     EventLogMatch.update(target_status_code='200').where(EventLogMatch.event_log == delivered).execute()
     overdue()
-    found = recovery.sweep()
+    found = due.claim_overdue()
     assert found.asks == {(asked, 'dmlb2001'): [str(rows[asked].uuid)]}
     assert found.deliveries == [(str(rows[allowed].uuid), 3)]
     assert EventLogMatch.get(EventLogMatch.event_log == delivered).retry_at is None
@@ -92,7 +93,7 @@ def test_rows_of_retired_subscriptions_are_cleared(world):
     pipeline.dispatch(event_uuid)
     EventMatch.update(disabled=utcnow()).execute()
     overdue()
-    assert not recovery.sweep()
+    assert not due.claim_overdue()
     assert EventLogMatch.get().retry_at is None
 
 
@@ -116,12 +117,12 @@ def test_sweeper_repeats_and_survives_a_failed_sweep():
 
     sweeper = Sweeper(sweep)
     sweeper.start(0.01)
+    thread = sweeper._thread
     try:
         assert done.wait(10)
     finally:
         sweeper.stop()
-    count = len(calls)
-    assert sweeper._thread is None and len(calls) == count
+    assert not thread.is_alive()
 
 
 def test_sweeper_resyncs_at_once_when_asked_and_again_after_a_failure(monkeypatch):
@@ -142,3 +143,39 @@ def test_sweeper_resyncs_at_once_when_asked_and_again_after_a_failure(monkeypatc
     finally:
         sweeper.stop()
     assert len(resyncs) == 2
+
+
+def test_claim_all_takes_every_piece_once_page_by_page(world):
+    uuids = {log_event(eventID=f'e{index}') for index in range(7)}
+    pages = list(due.claim_all(keep_schedule=False, page=3))
+    claimed = [event for page in pages for event in page.events]
+    assert sorted(claimed) == sorted(uuids) and len(pages) == 4
+
+
+def test_a_resync_keeps_a_scheduled_retry_for_its_time(world):
+    event_uuid = log_event()
+    pipeline.dispatch(event_uuid)
+    pipeline.query_policy(event_uuid, 'dmlb2001')
+    (row,) = EventLogMatch.select()
+    due.mark([row.uuid], due.deadline(120))
+    (claimed, *_rest) = [page for page in due.claim_all(keep_schedule=True) if page]
+    key = (str(row.uuid), row.attempts + 1)
+    assert claimed.deliveries == [key] and 119 <= claimed.wait[key] <= 120
+    now = next(iter(due.claim_all(keep_schedule=False)))
+    assert now.deliveries == [key] and not now.wait
+
+
+def finished_events() -> set[str]:
+    return {str(event.uuid) for event in EventLog.select().where(due.finished())}
+
+
+def test_an_event_is_finished_when_it_and_every_match_are_no_longer_due(world, peers):
+    policy, _target = peers
+    waiting, denied, delivering = (log_event(eventID=name) for name in ('waiting', 'denied', 'delivering'))
+    assert finished_events() == set()  # not even dispatched: no match rows yet, still not finished
+    policy.script('/events/dmlb2001', Answer(412, 'no'))
+    for event_uuid in (denied, delivering):
+        pipeline.dispatch(event_uuid)
+    pipeline.query_policy(denied, 'dmlb2001')
+    assert finished_events() == {denied}  # a denied match is finished
+    assert waiting not in finished_events() and delivering not in finished_events()
