@@ -26,6 +26,7 @@ usually post far faster than deliveries can follow, so latency then measures the
 ``--rate R`` posts R events/s in all to measure it at a sustainable load.  ``service_cpu_s`` is
 the CPU time of each process started (``server+`` is the embedded worker the server starts).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,14 @@ import requests
 FIXTURE = Path(__file__).resolve().parent.parent / 'tests' / 'fixtures' / 'events.json'
 BIN = Path(sys.executable).parent
 # Settings we decide; an inherited value would silently change what is measured.
-OWN_SETTINGS = ('NOTIFICATIONS_CONFIG', 'PEEWEE_URL', 'BROKER_URL', 'CELERY_QUEUE',
-                'NOTIFICATIONS_DATA_DIR', 'POLICY_URL')
+OWN_SETTINGS = (
+    'NOTIFICATIONS_CONFIG',
+    'PEEWEE_URL',
+    'BROKER_URL',
+    'CELERY_QUEUE',
+    'NOTIFICATIONS_DATA_DIR',
+    'POLICY_URL',
+)
 
 
 def log(message: str) -> None:
@@ -84,8 +91,7 @@ class Catcher:
                 with catcher.lock:
                     catcher.count += 1
                     if record:
-                        catcher.arrivals.append((now, self.path, self.headers.get('webhook-id', ''),
-                                                 marker))
+                        catcher.arrivals.append((now, self.path, self.headers.get('webhook-id', ''), marker))
                 self.send_response(200)
                 self.send_header('Content-Type', 'application/json')
                 self.send_header('Content-Length', '2')
@@ -120,8 +126,7 @@ class Children:
     def start(self, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
         path = self.folder / f'{name}.log'
         with open(path, 'ab') as out:
-            proc = subprocess.Popen(args, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(args, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append((name, proc))
         return proc, path
 
@@ -136,8 +141,13 @@ class Children:
                 continue  # gone meanwhile
             pid, group = int(stat.parent.name), int(fields[2])
             if group in groups:
-                found.append((groups[group] + ('' if pid == group else '+'),
-                              (int(fields[11]) + int(fields[12])) / tick, fields[0] not in 'ZX'))
+                found.append(
+                    (
+                        groups[group] + ('' if pid == group else '+'),
+                        (int(fields[11]) + int(fields[12])) / tick,
+                        fields[0] not in 'ZX',
+                    )
+                )
         return found
 
     def cpu_seconds(self) -> dict:
@@ -151,8 +161,7 @@ class Children:
         if self.expected is None:
             for name, proc in self.procs:
                 if proc.poll() is not None:
-                    raise RuntimeError(f'{name} exited with status {proc.returncode}; '
-                                       f'see {self.folder / name}.log')
+                    raise RuntimeError(f'{name} exited with status {proc.returncode}; see {self.folder / name}.log')
             return
         alive = Counter(name for name, _cpu, live in self.processes() if live)
         for name, count in self.expected.items():
@@ -222,6 +231,7 @@ def percentiles(values: list[float]) -> dict:
 
     def rank(share: float):
         return round(ordered[max(0, math.ceil(share * len(ordered)) - 1)], 1) if ordered else None
+
     return {'p50': rank(0.50), 'p95': rank(0.95), 'p99': rank(0.99)}
 
 
@@ -234,11 +244,17 @@ def create_subscriptions(url: str, target: str, args, run: str) -> tuple[dict, l
     with requests.Session() as http:
         for index in range(args.subscriptions):
             user = f'load-{run}-u{index % args.users}'
-            jsonpath = (f'$.data[*][?(@.destinationTable = "Files" and @.size < {1000 + index})]'
-                        if index < matching else f'$.data[*][?(@.destinationTable = "Nope{index}")]')
-            resp = http.post(f'{url}/eventmatch', headers={'Http-Remote-User': user}, timeout=30,
-                             json={'name': f'load {run} {index}', 'jsonpath': jsonpath,
-                                   'target_url': f'{target}/hook/{index}'})
+            jsonpath = (
+                f'$.data[*][?(@.destinationTable = "Files" and @.size < {1000 + index})]'
+                if index < matching
+                else f'$.data[*][?(@.destinationTable = "Nope{index}")]'
+            )
+            resp = http.post(
+                f'{url}/eventmatch',
+                headers={'Http-Remote-User': user},
+                timeout=30,
+                json={'name': f'load {run} {index}', 'jsonpath': jsonpath, 'target_url': f'{target}/hook/{index}'},
+            )
             resp.raise_for_status()
             if index < matching:
                 paths[f'/hook/{index}'] = resp.json()['uuid']
@@ -261,8 +277,9 @@ def delete_subscriptions(url: str, owners: list[tuple[str, str]]) -> None:
                 return
 
 
-def post_events(url: str, run: str, client: int, pace: tuple[float, float], stop: threading.Event,
-                results: dict) -> None:
+def post_events(
+    url: str, run: str, client: int, pace: tuple[float, float], stop: threading.Event, results: dict
+) -> None:
     """One client: post unique events until stopped, back to back or paced.
 
     ``pace`` is (first wait, interval) in seconds; the clients' first waits are staggered so that
@@ -279,8 +296,7 @@ def post_events(url: str, run: str, client: int, pace: tuple[float, float], stop
                 due += interval
             number += 1
             marker = f'load-{run}-{client}-{number}'
-            event = {**template, 'eventID': marker, 'id': marker,
-                     'source': f'/bench/load/{run}/{client}'}
+            event = {**template, 'eventID': marker, 'id': marker, 'source': f'/bench/load/{run}/{client}'}
             sent = time.monotonic()
             try:
                 resp = http.post(f'{url}/receive', json=event, timeout=(5, 30))
@@ -299,30 +315,52 @@ def post_events(url: str, run: str, client: int, pace: tuple[float, float], stop
 def count_log_problems(folder: Path) -> dict:
     """Lines that look like errors in each log this run kept."""
     pattern = re.compile(r'ERROR|CRITICAL|Traceback')
-    return {path.name: sum(1 for line in path.read_text(errors='replace').splitlines()
-                           if pattern.search(line))
-            for path in sorted(folder.glob('*.log'))}
+    return {
+        path.name: sum(1 for line in path.read_text(errors='replace').splitlines() if pattern.search(line))
+        for path in sorted(folder.glob('*.log'))
+    }
 
 
 def start_service(children: Children, args) -> str:
     if args.peewee_url:
         log('pacifica-notifications-cmd dbsync')
         with open(children.folder / 'dbsync.log', 'ab') as out:
-            subprocess.run([str(BIN / 'pacifica-notifications-cmd'), 'dbsync'], env=children.env,
-                           stdout=out, stderr=subprocess.STDOUT, timeout=120, check=True)
+            subprocess.run(
+                [str(BIN / 'pacifica-notifications-cmd'), 'dbsync'],
+                env=children.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+                check=True,
+            )
     port = free_port()
     extra = [] if args.workers == 0 else ['--no-worker']
-    _proc, server_log = children.start('server', [str(BIN / 'pacifica-notifications'),
-                                                  '-p', str(port), *extra])
+    _proc, server_log = children.start('server', [str(BIN / 'pacifica-notifications'), '-p', str(port), *extra])
     url = f'http://127.0.0.1:{port}'
     children.wait_for('the server to answer', lambda: answering(url), 90)
     if args.workers == 0:
         children.wait_for('the embedded worker', lambda: log_ready(server_log), 90)
     for number in range(args.workers):
-        _proc, path = children.start(f'worker-{number + 1}', [
-            str(BIN / 'celery'), '-A', 'pacifica.notifications.tasks', 'worker', '--pool', 'threads',
-            '-c', '4', '--loglevel', 'INFO', '--without-gossip', '--without-mingle',
-            '--without-heartbeat', '-n', f'load{number + 1}@%h'])
+        _proc, path = children.start(
+            f'worker-{number + 1}',
+            [
+                str(BIN / 'celery'),
+                '-A',
+                'pacifica.notifications.tasks',
+                'worker',
+                '--pool',
+                'threads',
+                '-c',
+                '4',
+                '--loglevel',
+                'INFO',
+                '--without-gossip',
+                '--without-mingle',
+                '--without-heartbeat',
+                '-n',
+                f'load{number + 1}@%h',
+            ],
+        )
         children.wait_for(f'worker {number + 1}', lambda path=path: log_ready(path), 90)
     children.expected = Counter(name for name, _cpu, live in children.processes() if live)
     return url
@@ -331,6 +369,7 @@ def start_service(children: Children, args) -> str:
 def delete_queue(env: dict) -> None:
     """Remove this run's queue, and the exchange of the same name Celery made, from the broker."""
     import kombu  # the service's own dependency; only needed for a shared broker
+
     name = env['CELERY_QUEUE']
     with kombu.Connection(env['BROKER_URL'], connect_timeout=5) as conn:
         kombu.Queue(name).bind(conn.default_channel).delete()
@@ -339,28 +378,39 @@ def delete_queue(env: dict) -> None:
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--url', default='', help='an already running service (start nothing)')
     parser.add_argument('--peewee-url', default='', help='database (default: embedded SQLite)')
     parser.add_argument('--broker-url', default='', help='broker (default: embedded filesystem)')
-    parser.add_argument('--workers', type=int, default=None,
-                        help="separate Celery workers (default: 0 = the server's embedded worker; "
-                             '2 with --broker-url)')
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=None,
+        help="separate Celery workers (default: 0 = the server's embedded worker; 2 with --broker-url)",
+    )
     parser.add_argument('--subscriptions', type=int, default=100)
     parser.add_argument('--matching-fraction', type=float, default=0.1)
     parser.add_argument('--users', type=int, default=10, help='subscription owners')
     parser.add_argument('--clients', type=int, default=4)
     parser.add_argument('--duration', type=float, default=60, help='seconds of posting')
-    parser.add_argument('--rate', type=float, default=0,
-                        help='events per second, all clients together (default 0: as fast as '
-                             'they are answered)')
-    parser.add_argument('--drain', type=float, default=120,
-                        help='at most this long to wait for deliveries after posting')
-    parser.add_argument('--policy', action=argparse.BooleanOptionalAction, default=True,
-                        help='run a policy server that allows all and set POLICY_URL')
-    parser.add_argument('--keep-data', action='store_true',
-                        help='keep the embedded database and broker folder (logs are always kept)')
+    parser.add_argument(
+        '--rate',
+        type=float,
+        default=0,
+        help='events per second, all clients together (default 0: as fast as they are answered)',
+    )
+    parser.add_argument(
+        '--drain', type=float, default=120, help='at most this long to wait for deliveries after posting'
+    )
+    parser.add_argument(
+        '--policy',
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help='run a policy server that allows all and set POLICY_URL',
+    )
+    parser.add_argument(
+        '--keep-data', action='store_true', help='keep the embedded database and broker folder (logs are always kept)'
+    )
     args = parser.parse_args()
     if args.workers is None:
         args.workers = 2 if args.broker_url else 0
@@ -393,8 +443,7 @@ def main() -> int:
         env['POLICY_URL'] = policy.url
     children = Children(folder, env)
     owners: list[tuple[str, str]] = []
-    results = {'sent': {}, 'rejected': [], 'errors': [], 'receive_ms': [],
-               'duplicate_answers': []}
+    results = {'sent': {}, 'rejected': [], 'errors': [], 'receive_ms': [], 'duplicate_answers': []}
     stop = threading.Event()
     url = args.url.rstrip('/')
     try:
@@ -403,19 +452,26 @@ def main() -> int:
         log(f'service at {url}; creating {args.subscriptions} subscriptions')
         paths, owners = create_subscriptions(url, target.url, args, run)
 
-        log(f"posting with {args.clients} clients for {args.duration:g}s at "
-            f"{f'{args.rate:g}/s' if args.rate else 'full speed'}")
+        log(
+            f'posting with {args.clients} clients for {args.duration:g}s at '
+            f'{f"{args.rate:g}/s" if args.rate else "full speed"}'
+        )
         interval = args.clients / args.rate if args.rate else 0.0
-        clients = [threading.Thread(target=post_events, daemon=True, args=(
-            url, run, n, (n * interval / args.clients, interval), stop, results))
-            for n in range(args.clients)]
+        clients = [
+            threading.Thread(
+                target=post_events,
+                daemon=True,
+                args=(url, run, n, (n * interval / args.clients, interval), stop, results),
+            )
+            for n in range(args.clients)
+        ]
         started = time.monotonic()
         for thread in clients:
             thread.start()
         while time.monotonic() - started < args.duration:
             stop.wait(min(5.0, max(0.0, args.duration - (time.monotonic() - started))))
             children.check()
-            log(f"  {len(results['sent'])} accepted, {len(target.arrivals)} arrivals")
+            log(f'  {len(results["sent"])} accepted, {len(target.arrivals)} arrivals')
         stop.set()
         for thread in clients:
             thread.join(timeout=40)
@@ -428,8 +484,11 @@ def main() -> int:
         next_note = time.monotonic() + 5
         while time.monotonic() < drain_end:
             with target.lock:
-                seen = {webhook_id for _, path, webhook_id, marker in target.arrivals
-                        if path in paths and marker in results['sent']}
+                seen = {
+                    webhook_id
+                    for _, path, webhook_id, marker in target.arrivals
+                    if path in paths and marker in results['sent']
+                }
             if len(seen) >= expected:
                 break
             if time.monotonic() > next_note:
@@ -452,7 +511,7 @@ def main() -> int:
             try:
                 delete_queue(env)
             except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real error
-                log(f"could not delete queue {env['CELERY_QUEUE']}: {exc}")
+                log(f'could not delete queue {env["CELERY_QUEUE"]}: {exc}')
         target.close()
         policy.close()
         if not args.keep_data:
@@ -472,41 +531,45 @@ def main() -> int:
     last = max((at for at, _, _ in first_arrival.values()), default=started)
     pairs = {(path, marker) for _, path, marker in first_arrival.values()}
     cpu_self = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({
-        'accepted_per_s': round(accepted / posting_s, 1),
-        'deliveries_per_s': round(delivered / max(1e-3, last - started), 1),
-        'latency_ms': percentiles(latencies),
-        'receive_ms': percentiles(results['receive_ms']),
-        'accepted': accepted,
-        'expected_deliveries': expected,
-        'delivered': delivered,
-        'lost': expected - delivered,
-        'duplicates': duplicates,
-        'rejected': len(results['rejected']),
-        'rejected_statuses': sorted(set(results['rejected'])),
-        'receive_errors': len(results['errors']),
-        'duplicate_answers': len(results['duplicate_answers']),
-        'unexpected': unexpected,
-        'distinct_event_subscription_pairs': len(pairs),
-        'drain_s': round(max(0.0, last - started - posting_s), 1),
-        'policy_calls': policy.count,
-        'subscriptions': args.subscriptions,
-        'matching': len(paths),
-        'users': args.users,
-        'clients': args.clients,
-        'rate': args.rate,
-        'duration': args.duration,
-        'workers': args.workers,
-        'worker_mode': 'external' if args.url else ('embedded' if args.workers == 0 else 'separate'),
-        'policy': None if args.url else args.policy,
-        'db': None if args.url else redact(args.peewee_url) or 'embedded-sqlite',
-        'broker': None if args.url else redact(args.broker_url) or 'embedded-filesystem',
-        'bench_cpu_s': round(cpu_self.ru_utime + cpu_self.ru_stime, 1),
-        'service_cpu_s': service_cpu,
-        'died': children.died,
-        'log_problems': count_log_problems(folder),
-        'logs': str(folder),
-    }))
+    print(
+        json.dumps(
+            {
+                'accepted_per_s': round(accepted / posting_s, 1),
+                'deliveries_per_s': round(delivered / max(1e-3, last - started), 1),
+                'latency_ms': percentiles(latencies),
+                'receive_ms': percentiles(results['receive_ms']),
+                'accepted': accepted,
+                'expected_deliveries': expected,
+                'delivered': delivered,
+                'lost': expected - delivered,
+                'duplicates': duplicates,
+                'rejected': len(results['rejected']),
+                'rejected_statuses': sorted(set(results['rejected'])),
+                'receive_errors': len(results['errors']),
+                'duplicate_answers': len(results['duplicate_answers']),
+                'unexpected': unexpected,
+                'distinct_event_subscription_pairs': len(pairs),
+                'drain_s': round(max(0.0, last - started - posting_s), 1),
+                'policy_calls': policy.count,
+                'subscriptions': args.subscriptions,
+                'matching': len(paths),
+                'users': args.users,
+                'clients': args.clients,
+                'rate': args.rate,
+                'duration': args.duration,
+                'workers': args.workers,
+                'worker_mode': 'external' if args.url else ('embedded' if args.workers == 0 else 'separate'),
+                'policy': None if args.url else args.policy,
+                'db': None if args.url else redact(args.peewee_url) or 'embedded-sqlite',
+                'broker': None if args.url else redact(args.broker_url) or 'embedded-filesystem',
+                'bench_cpu_s': round(cpu_self.ru_utime + cpu_self.ru_stime, 1),
+                'service_cpu_s': service_cpu,
+                'died': children.died,
+                'log_problems': count_log_problems(folder),
+                'logs': str(folder),
+            }
+        )
+    )
     return 0
 
 

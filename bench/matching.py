@@ -3,6 +3,7 @@
 Prints one JSON line.  Usage: python bench/matching.py [--subs 1000] [--events 200]
 Runs on a throwaway SQLite file; nothing else is needed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,14 @@ def main() -> None:
         with orm.BaseModel.atomic():
             for index in range(args.subs):
                 matching = index % 10 == 0
-                path = (f'$.data[*][?(@.destinationTable = "Files" and @.size > {index % 97})]'
-                        if matching else f'$.data[*][?(@.destinationTable = "Nope{index}")]')
-                orm.EventMatch.create(name=f's{index}', jsonpath=path, user=f'u{index % 50}',
-                                      target_url='http://127.0.0.1:9/')
+                path = (
+                    f'$.data[*][?(@.destinationTable = "Files" and @.size > {index % 97})]'
+                    if matching
+                    else f'$.data[*][?(@.destinationTable = "Nope{index}")]'
+                )
+                orm.EventMatch.create(
+                    name=f's{index}', jsonpath=path, user=f'u{index % 50}', target_url='http://127.0.0.1:9/'
+                )
         started = time.perf_counter()
         subs = pipeline.live_subscriptions()
         load_ms = (time.perf_counter() - started) * 1000
@@ -46,15 +51,19 @@ def main() -> None:
             matched = pipeline.match_subscriptions(event, subs)
             timings.append((time.perf_counter() - started) * 1000)
         orm.BaseModel.database_close()
-    print(json.dumps({
-        'subscriptions': args.subs,
-        'matched': len(matched),
-        'load_subscriptions_ms': round(load_ms, 2),
-        'first_event_ms_with_parsing': round(first_ms, 2),
-        'match_ms_p50': round(statistics.median(timings), 2),
-        'match_ms_max': round(max(timings), 2),
-        'parsed_cache': jsonpath.parse.cache_info()._asdict(),
-    }))
+    print(
+        json.dumps(
+            {
+                'subscriptions': args.subs,
+                'matched': len(matched),
+                'load_subscriptions_ms': round(load_ms, 2),
+                'first_event_ms_with_parsing': round(first_ms, 2),
+                'match_ms_p50': round(statistics.median(timings), 2),
+                'match_ms_max': round(max(timings), 2),
+                'parsed_cache': jsonpath.parse.cache_info()._asdict(),
+            }
+        )
+    )
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ Set ``TEST_PEEWEE_URL`` to run against PostgreSQL or MySQL/MariaDB and
 filesystem broker in each test's own data folder); ``.ci/run`` does so.
 Every environment gets its own queue, deleted when its test is done.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,7 @@ FIXTURES = Path(__file__).parent / 'fixtures'
 
 def make_db_url(folder: Path) -> str:
     """The database under test: ``TEST_PEEWEE_URL`` or a SQLite file in ``folder``."""
-    return os.environ.get('TEST_PEEWEE_URL') or f"sqlite:///{folder / 'test.sqlite3'}"
+    return os.environ.get('TEST_PEEWEE_URL') or f'sqlite:///{folder / "test.sqlite3"}'
 
 
 def make_env(folder: Path, db_url: str) -> dict:
@@ -110,6 +111,7 @@ def configure(monkeypatch: pytest.MonkeyPatch):
 
     ``None`` unsets a variable.  Everything is undone after the test.
     """
+
     def apply(**values) -> None:
         for name, value in values.items():
             if value is None:
@@ -117,6 +119,7 @@ def configure(monkeypatch: pytest.MonkeyPatch):
             else:
                 monkeypatch.setenv(name, str(value))
         config.reset()
+
     return apply
 
 
@@ -164,5 +167,6 @@ def peers(synced, configure):
 
 def run_cmd(env: dict, *args: str) -> subprocess.CompletedProcess:
     """Run ``pacifica-notifications-cmd`` as a user would and capture what it says."""
-    return subprocess.run([script('pacifica-notifications-cmd'), *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [script('pacifica-notifications-cmd'), *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )

@@ -4,6 +4,7 @@ Each listens on 127.0.0.1 on an ephemeral port in a thread of the test
 process, records every request, and answers from a per-path script of
 replies (the last reply repeats), 200 by default.
 """
+
 from __future__ import annotations
 
 import json

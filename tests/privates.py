@@ -15,6 +15,7 @@ data; servers still open when the interpreter exits are closed then, so a
 failing test leaves no server behind.  Each server's output goes to
 ``<folder>/<name>.log``, whose tail is quoted whenever a start fails.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -153,22 +154,30 @@ class PrivateServer:
         with open(self.log, 'ab') as out:
             out.write(f'=== {self.name}: starting on 127.0.0.1:{self.port} ===\n'.encode())
             out.flush()
-            self.proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         **self._popen_options())
+            self.proc = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **self._popen_options(),
+            )
             self._group_alive = True
         timeout = self.start_timeout if timeout is None else timeout
         try:
-            wait_until(lambda: not self.running or self._serving(), timeout, interval=0.05,
-                       what=f'{self.name} to serve on 127.0.0.1:{self.port}')
+            wait_until(
+                lambda: not self.running or self._serving(),
+                timeout,
+                interval=0.05,
+                what=f'{self.name} to serve on 127.0.0.1:{self.port}',
+            )
         except AssertionError as exc:
             self.kill()
             raise AssertionError(f'{exc}\n{self.log_tail()}') from None
         if not self.running:
             status = self.proc.returncode
             self._reap_group()
-            raise AssertionError(f'{self.name} exited with status {status} while starting\n'
-                                 f'{self.log_tail()}')
+            raise AssertionError(f'{self.name} exited with status {status} while starting\n{self.log_tail()}')
         self.times['start'] = time.monotonic() - began
         return self
 
@@ -218,8 +227,7 @@ class PrivateServer:
         except ProcessLookupError:
             pass
         self.proc.wait(timeout=15)
-        wait_until(lambda: not _group_has_live_process(self.proc.pid), 15,
-                   what=f'the processes of {self.name} to exit')
+        wait_until(lambda: not _group_has_live_process(self.proc.pid), 15, what=f'the processes of {self.name} to exit')
         self._group_alive = False
 
     def __enter__(self) -> PrivateServer:
@@ -243,9 +251,11 @@ def _postgres_bindir() -> Path:
     for found in (shutil.which('initdb'), shutil.which('initdb', path='/usr/local/bin')):
         if found:
             candidates.append(Path(found).resolve().parent)
-    versions = sorted(glob.glob('/usr/lib/postgresql/*/bin'),
-                      key=lambda p: [int(x) for x in Path(p).parent.name.split('.') if x.isdigit()],
-                      reverse=True)
+    versions = sorted(
+        glob.glob('/usr/lib/postgresql/*/bin'),
+        key=lambda p: [int(x) for x in Path(p).parent.name.split('.') if x.isdigit()],
+        reverse=True,
+    )
     candidates.extend(Path(p) for p in versions)
     for bindir in candidates:
         if (bindir / 'initdb').exists() and (bindir / 'postgres').exists():
@@ -305,28 +315,61 @@ class PrivatePostgres(PrivateServer):
 
     def _prepare(self) -> None:
         with open(self.log, 'ab') as out:
-            done = _run_as(self.user, [str(self.bindir / 'initdb'), '-D', str(self.data),
-                                       '-U', 'postgres', '--auth=trust', '--no-sync',
-                                       '-E', 'UTF8', '--locale=C'],
-                           stdout=out, stderr=subprocess.STDOUT, cwd=self.root,
-                           env={**os.environ, 'HOME': str(self.root)})
+            done = _run_as(
+                self.user,
+                [
+                    str(self.bindir / 'initdb'),
+                    '-D',
+                    str(self.data),
+                    '-U',
+                    'postgres',
+                    '--auth=trust',
+                    '--no-sync',
+                    '-E',
+                    'UTF8',
+                    '--locale=C',
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env={**os.environ, 'HOME': str(self.root)},
+            )
         if done.returncode:
             raise AssertionError(f'initdb failed with status {done.returncode}\n{self.log_tail()}')
 
     def _command(self) -> list[str]:
-        return [str(self.bindir / 'postgres'), '-D', str(self.data), '-p', str(self.port),
-                '-c', 'listen_addresses=127.0.0.1', '-c', f'unix_socket_directories={self.root}',
-                '-c', 'fsync=off', '-c', 'full_page_writes=off',
-                '-c', 'max_connections=100', '-c', 'logging_collector=off']
+        return [
+            str(self.bindir / 'postgres'),
+            '-D',
+            str(self.data),
+            '-p',
+            str(self.port),
+            '-c',
+            'listen_addresses=127.0.0.1',
+            '-c',
+            f'unix_socket_directories={self.root}',
+            '-c',
+            'fsync=off',
+            '-c',
+            'full_page_writes=off',
+            '-c',
+            'max_connections=100',
+            '-c',
+            'logging_collector=off',
+        ]
 
     def _popen_options(self) -> dict:
-        return {'user': self.user, 'group': self.user, 'extra_groups': [], 'cwd': self.root,
-                'env': {**os.environ, 'HOME': str(self.root)}}
+        return {
+            'user': self.user,
+            'group': self.user,
+            'extra_groups': [],
+            'cwd': self.root,
+            'env': {**os.environ, 'HOME': str(self.root)},
+        }
 
     def _connect(self, database: str):
         """A direct psycopg2 connection, for readiness checks and setup."""
-        return psycopg2.connect(host='127.0.0.1', port=self.port, user='postgres',
-                                dbname=database, connect_timeout=2)
+        return psycopg2.connect(host='127.0.0.1', port=self.port, user='postgres', dbname=database, connect_timeout=2)
 
     def _serving(self) -> bool:
         try:
@@ -398,15 +441,30 @@ class PrivateRedis(PrivateServer):
         self.data.mkdir()
 
     def _command(self) -> list[str]:
-        return [shutil.which('redis-server') or '/usr/bin/redis-server',
-                '--port', str(self.port), '--bind', '127.0.0.1', '--save', '',
-                '--appendonly', 'yes' if self.persistent else 'no',
-                '--appendfsync', 'always', '--dir', str(self.data), '--daemonize', 'no',
-                '--logfile', '']
+        return [
+            shutil.which('redis-server') or '/usr/bin/redis-server',
+            '--port',
+            str(self.port),
+            '--bind',
+            '127.0.0.1',
+            '--save',
+            '',
+            '--appendonly',
+            'yes' if self.persistent else 'no',
+            '--appendfsync',
+            'always',
+            '--dir',
+            str(self.data),
+            '--daemonize',
+            'no',
+            '--logfile',
+            '',
+        ]
 
     def _serving(self) -> bool:
-        client = redis.Redis(host='127.0.0.1', port=self.port, socket_timeout=2,
-                             socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+        client = redis.Redis(
+            host='127.0.0.1', port=self.port, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+        )
         try:
             return bool(client.ping())
         except redis.RedisError:
@@ -457,32 +515,34 @@ class PrivateRabbitMQ(PrivateServer):
         (self.folder / 'rabbitmq.conf').write_text(
             f'listeners.tcp.1 = 127.0.0.1:{self.port}\n'
             'disk_free_limit.absolute = 1MB\n'
-            'log.console = true\nlog.file = false\n')
+            'log.console = true\nlog.file = false\n'
+        )
 
     def env(self) -> dict[str, str]:
         """The environment of this node's server and of ``rabbitmqctl -n`` calls to it."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(('RABBITMQ_', 'ERL_')) and k != 'NOTIFY_SOCKET'}
-        env.update({
-            'HOME': str(self.home),
-            'RABBITMQ_NODENAME': self.node,
-            'RABBITMQ_NODE_IP_ADDRESS': '127.0.0.1',
-            'RABBITMQ_NODE_PORT': str(self.port),
-            'RABBITMQ_DIST_PORT': str(self.dist_port),
-            'RABBITMQ_MNESIA_BASE': str(self.mnesia),
-            'RABBITMQ_LOG_BASE': str(self.logs),
-            'RABBITMQ_LOGS': '-',
-            'RABBITMQ_ENABLED_PLUGINS_FILE': str(self.folder / 'enabled_plugins'),
-            'RABBITMQ_CONFIG_FILE': str(self.folder / 'rabbitmq.conf'),
-            'RABBITMQ_ADVANCED_CONFIG_FILE': str(self.folder / 'advanced.config'),
-            'RABBITMQ_CONFIG_FILES': str(self.folder / 'conf.d'),
-            'RABBITMQ_CONF_ENV_FILE': str(self.folder / 'rabbitmq-env.conf'),
-            'RABBITMQ_PID_FILE': str(self.folder / 'rabbitmq.pid'),
-            'ERL_EPMD_ADDRESS': '127.0.0.1',
-            'RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS': '-kernel inet_dist_use_interface {127,0,0,1}',
-            # Exec the Erlang VM in place of the script, so that our child is the VM itself.
-            'RUNNING_UNDER_SYSTEMD': 'true',
-        })
+        env = {k: v for k, v in os.environ.items() if not k.startswith(('RABBITMQ_', 'ERL_')) and k != 'NOTIFY_SOCKET'}
+        env.update(
+            {
+                'HOME': str(self.home),
+                'RABBITMQ_NODENAME': self.node,
+                'RABBITMQ_NODE_IP_ADDRESS': '127.0.0.1',
+                'RABBITMQ_NODE_PORT': str(self.port),
+                'RABBITMQ_DIST_PORT': str(self.dist_port),
+                'RABBITMQ_MNESIA_BASE': str(self.mnesia),
+                'RABBITMQ_LOG_BASE': str(self.logs),
+                'RABBITMQ_LOGS': '-',
+                'RABBITMQ_ENABLED_PLUGINS_FILE': str(self.folder / 'enabled_plugins'),
+                'RABBITMQ_CONFIG_FILE': str(self.folder / 'rabbitmq.conf'),
+                'RABBITMQ_ADVANCED_CONFIG_FILE': str(self.folder / 'advanced.config'),
+                'RABBITMQ_CONFIG_FILES': str(self.folder / 'conf.d'),
+                'RABBITMQ_CONF_ENV_FILE': str(self.folder / 'rabbitmq-env.conf'),
+                'RABBITMQ_PID_FILE': str(self.folder / 'rabbitmq.pid'),
+                'ERL_EPMD_ADDRESS': '127.0.0.1',
+                'RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS': '-kernel inet_dist_use_interface {127,0,0,1}',
+                # Exec the Erlang VM in place of the script, so that our child is the VM itself.
+                'RUNNING_UNDER_SYSTEMD': 'true',
+            }
+        )
         return env
 
     @classmethod
@@ -509,9 +569,15 @@ class PrivateRabbitMQ(PrivateServer):
 
     def ctl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         """Run ``rabbitmqctl -n NODE ...`` against this node only."""
-        return subprocess.run([str(RABBITMQ_SCRIPTS / 'rabbitmqctl'), '-n', self.node, *args],
-                              env=self.env(), cwd=self.folder, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        return subprocess.run(
+            [str(RABBITMQ_SCRIPTS / 'rabbitmqctl'), '-n', self.node, *args],
+            env=self.env(),
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     @property
     def url(self) -> str:

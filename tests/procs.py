@@ -1,4 +1,5 @@
 """Real processes for tests: start them on ephemeral loopback ports, wait, stop by PID."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(check: Callable[[], object], timeout: float = 30.0, interval: float = 0.05,
-               what: str = 'condition'):
+def wait_until(check: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, what: str = 'condition'):
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -47,8 +47,9 @@ class Proc:
     def __init__(self, args: list[str], env: dict, log: Path, cwd: Path | None = None):
         self.log = log
         self._out = open(log, 'ab')
-        self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def output(self) -> str:
         self._out.flush()
@@ -56,10 +57,12 @@ class Proc:
 
     def wait_for_output(self, text: str, timeout: float = 60.0) -> Proc:
         """Wait until the process has printed ``text`` (failing if it dies first)."""
+
         def printed():
             if self.proc.poll() is not None:
                 raise AssertionError(f'process exited {self.proc.returncode}: {self.output()}')
             return text in self.log.read_text(errors='replace')
+
         wait_until(printed, timeout, what=f'{text!r} in {self.log.name}')
         return self
 
@@ -90,6 +93,7 @@ class Service(Proc):
 
     def wait_ready(self, path: str = '/eventmatch', timeout: float = 60.0) -> Service:
         """Wait until the service answers HTTP (any status) or its process dies."""
+
         def answering():
             if self.proc.poll() is not None:
                 raise AssertionError(f'process exited {self.proc.returncode}: {self.output()}')
@@ -97,9 +101,9 @@ class Service(Proc):
                 return requests.get(self.url + path, timeout=2) is not None
             except requests.ConnectionError:
                 return False
+
         wait_until(answering, timeout, what=f'{self.url} to answer')
         return self
-
 
 
 def notifications_server(env: dict, log: Path, *extra: str, cwd: Path | None = None) -> Service:
@@ -118,10 +122,23 @@ def uwsgi_server(env: dict, log: Path) -> Service:
     """Start the WSGI module under uWSGI, as the seed deploys it."""
     require_uwsgi()
     port = free_port()
-    args = [script('uwsgi'), '--http-socket', f'127.0.0.1:{port}', '--master',
-            '--module', 'pacifica.notifications.wsgi', '--virtualenv', sys.prefix,
-            '--processes', '2', '--threads', '4', '--need-app', '--die-on-term',
-            '--disable-logging']
+    args = [
+        script('uwsgi'),
+        '--http-socket',
+        f'127.0.0.1:{port}',
+        '--master',
+        '--module',
+        'pacifica.notifications.wsgi',
+        '--virtualenv',
+        sys.prefix,
+        '--processes',
+        '2',
+        '--threads',
+        '4',
+        '--need-app',
+        '--die-on-term',
+        '--disable-logging',
+    ]
     return Service(args, env, port, log)
 
 
@@ -130,7 +147,19 @@ def celery_worker(env: dict, log: Path, concurrency: int = 4, pool: str = 'threa
 
     ``pool='prefork'`` is Celery's default: worker processes forked from the main one.
     """
-    args = [script('celery'), '-A', 'pacifica.notifications.tasks', 'worker', '--pool', pool,
-            '--concurrency', str(concurrency), '--loglevel', 'INFO', '--without-gossip',
-            '--without-mingle', '--without-heartbeat']
+    args = [
+        script('celery'),
+        '-A',
+        'pacifica.notifications.tasks',
+        'worker',
+        '--pool',
+        pool,
+        '--concurrency',
+        str(concurrency),
+        '--loglevel',
+        'INFO',
+        '--without-gossip',
+        '--without-mingle',
+        '--without-heartbeat',
+    ]
     return Proc(args, env, log).wait_for_output(' ready.')

@@ -5,6 +5,7 @@ Version 0.0 had only subscriptions, 1.0 added the version table, 2.0 the
 Each builder creates exactly the
 tables of its version and fills them with rows an upgrade must keep.
 """
+
 from __future__ import annotations
 
 from peewee import MySQLDatabase, PostgresqlDatabase
@@ -15,33 +16,54 @@ TYPES = {
     'mysql': {'uuid': 'VARCHAR(40)', 'dt': 'DATETIME', 'q': '`'},
 }
 
-EVENTMATCH_0 = '''CREATE TABLE eventmatch (
+EVENTMATCH_0 = """CREATE TABLE eventmatch (
     uuid {uuid} NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, jsonpath TEXT NOT NULL,
     {q}user{q} VARCHAR(255) NOT NULL, target_url TEXT NOT NULL, extensions TEXT NOT NULL,
     version VARCHAR(255) NOT NULL, error TEXT, disabled {dt}, created {dt} NOT NULL,
-    updated {dt} NOT NULL, deleted {dt})'''
-VERSION_TABLE = '''CREATE TABLE notificationsystem (
-    part VARCHAR(16) NOT NULL PRIMARY KEY, value INTEGER NOT NULL)'''
+    updated {dt} NOT NULL, deleted {dt})"""
+VERSION_TABLE = """CREATE TABLE notificationsystem (
+    part VARCHAR(16) NOT NULL PRIMARY KEY, value INTEGER NOT NULL)"""
 AUTH_COLUMN = 'ALTER TABLE eventmatch ADD COLUMN auth TEXT'
-EVENTLOG_3 = '''CREATE TABLE eventlog (
-    uuid {uuid} NOT NULL PRIMARY KEY, jsondata TEXT NOT NULL, created {dt} NOT NULL)'''
-EVENTLOGMATCH_3 = '''CREATE TABLE eventlogmatch (
+EVENTLOG_3 = """CREATE TABLE eventlog (
+    uuid {uuid} NOT NULL PRIMARY KEY, jsondata TEXT NOT NULL, created {dt} NOT NULL)"""
+EVENTLOGMATCH_3 = """CREATE TABLE eventlogmatch (
     uuid {uuid} NOT NULL PRIMARY KEY,
     event_log_id {uuid} NOT NULL REFERENCES eventlog (uuid),
     event_match_id {uuid} NOT NULL REFERENCES eventmatch (uuid),
     policy_status_code TEXT, policy_resp_body TEXT, target_status_code TEXT,
-    target_resp_body TEXT, created {dt} NOT NULL)'''
+    target_resp_body TEXT, created {dt} NOT NULL)"""
 
 SUBSCRIPTIONS = [
-    ('466725b0-cbe1-45cd-b034-c3209aa4b6e0', 'My Event Match', 'data', 'dmlb2001',
-     'http://www.example.com/receive', '{}', 'v0.1', None, None,
-     '2018-08-02 13:53:05', '2018-08-02 13:53:05', None),
-    ('0a2c9f3e-5f43-4b5e-9a55-2c1e7b0d9c11', 'Other', '$.data[*]', 'someone',
-     'http://127.0.0.1:9/x', '{"k": "v"}', 'v0.1', 'gone', '2019-01-01 00:00:00',
-     '2018-09-01 10:00:00', '2018-09-02 10:00:00', None),
+    (
+        '466725b0-cbe1-45cd-b034-c3209aa4b6e0',
+        'My Event Match',
+        'data',
+        'dmlb2001',
+        'http://www.example.com/receive',
+        '{}',
+        'v0.1',
+        None,
+        None,
+        '2018-08-02 13:53:05',
+        '2018-08-02 13:53:05',
+        None,
+    ),
+    (
+        '0a2c9f3e-5f43-4b5e-9a55-2c1e7b0d9c11',
+        'Other',
+        '$.data[*]',
+        'someone',
+        'http://127.0.0.1:9/x',
+        '{"k": "v"}',
+        'v0.1',
+        'gone',
+        '2019-01-01 00:00:00',
+        '2018-09-01 10:00:00',
+        '2018-09-02 10:00:00',
+        None,
+    ),
 ]
-EVENTS = [('7b0d1c4e-0f6a-4a7e-8c1f-0d6f2c0b4a10', '{"eventID": "a", "data": []}',
-           '2020-02-29 20:44:17')]
+EVENTS = [('7b0d1c4e-0f6a-4a7e-8c1f-0d6f2c0b4a10', '{"eventID": "a", "data": []}', '2020-02-29 20:44:17')]
 ATTEMPTS_4 = [
     'ALTER TABLE eventlogmatch ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0',
     'ALTER TABLE eventlogmatch ADD COLUMN last_attempt {dt}',
@@ -53,9 +75,18 @@ DUE_5 = [
     'CREATE UNIQUE INDEX eventlog_dedup ON eventlog (dedup_key)',
     'ALTER TABLE eventlogmatch ADD COLUMN retry_at {dt}',
 ]
-MATCHES = [('1791be8f-d9cc-418c-b976-b2a747b58678', '7b0d1c4e-0f6a-4a7e-8c1f-0d6f2c0b4a10',
-            '466725b0-cbe1-45cd-b034-c3209aa4b6e0', '200', '{"status": "success"}', '200', 'ok',
-            '2020-02-29 20:44:18')]
+MATCHES = [
+    (
+        '1791be8f-d9cc-418c-b976-b2a747b58678',
+        '7b0d1c4e-0f6a-4a7e-8c1f-0d6f2c0b4a10',
+        '466725b0-cbe1-45cd-b034-c3209aa4b6e0',
+        '200',
+        '{"status": "success"}',
+        '200',
+        'ok',
+        '2020-02-29 20:44:18',
+    )
+]
 
 
 def dialect(db) -> str:

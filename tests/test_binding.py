@@ -1,4 +1,5 @@
 """The database binding: bound on first use, and never shared with a forked child."""
+
 from __future__ import annotations
 
 import os
@@ -59,6 +60,7 @@ def test_a_forked_child_never_uses_the_parents_connections(synced):
     thread.start()
     assert held.wait(30)
     try:
+
         def child_uses_its_own():
             conn = DB.connection()
             fresh = conn is not mine and conn is not other[0]
@@ -70,6 +72,7 @@ def test_a_forked_child_never_uses_the_parents_connections(synced):
                 for inherited in (mine, other[0]):  # as garbage collection would
                     inherited.close()
             return fresh and count == 1
+
         assert _in_child(child_uses_its_own) == 0
     finally:
         release.set()

@@ -1,4 +1,5 @@
 """Configuration: built-in defaults, the INI file, environment variables, database URLs."""
+
 from __future__ import annotations
 
 import subprocess
@@ -37,8 +38,9 @@ def test_defaults(clean_env):
 
 
 def test_file_overrides_defaults_and_env_overrides_file(clean_env, configure, tmp_path):
-    write_ini(tmp_path / 'n.cfg', '[notifications]\npolicy_url = http://127.0.0.1:8181\n'
-              '[database]\nconnect_attempts = 3\n')
+    write_ini(
+        tmp_path / 'n.cfg', '[notifications]\npolicy_url = http://127.0.0.1:8181\n[database]\nconnect_attempts = 3\n'
+    )
     assert settings().policy_url == 'http://127.0.0.1:8181'
     assert settings().connect_attempts == 3
     configure(DATABASE_CONNECT_ATTEMPTS='7')
@@ -69,7 +71,8 @@ def ini_keys(text: str) -> set[tuple[str, str]]:
 
 def test_the_example_config_file_shows_every_key_and_reads(clean_env):
     assert ini_keys((REPO / 'config.cfg').read_text(encoding='utf-8')) == {
-        (setting.section, setting.key) for setting in SETTINGS}
+        (setting.section, setting.key) for setting in SETTINGS
+    }
     set_config_file(str(REPO / 'config.cfg'))
     assert settings().user_header == 'Http-Remote-User' and settings().peewee_url == ''
 
@@ -86,18 +89,25 @@ def test_bad_ini_is_a_clear_error(clean_env, tmp_path):
         get_config()
 
 
-@pytest.mark.parametrize('env, value, message', [
-    ('DATABASE_CONNECT_WAIT', 'soon', r"\[database\] connect_wait \(DATABASE_CONNECT_WAIT\) = 'soon': "
-                                      r'expected a number of at least 0 and at most 3600'),
-    ('RECOVER_AFTER', '0', r'recover_after .* expected a number of at least 1'),
-    ('SWEEP_INTERVAL', '-1', r'sweep_interval .* expected a number of at least 0'),
-    ('MAX_REQUEST_BYTES', '1.5', r'max_request_bytes .* expected a whole number'),
-    ('RETRY_SCHEDULE', '5,x', r'retry_schedule .* expected seconds separated by commas'),
-    ('RETRY_SCHEDULE', '5,-1', r'retry_schedule .* none negative|each from 0'),
-    ('CONNECT_TIMEOUT', 'nan', r'connect_timeout .* expected a number'),
-    ('POLICY_URL', 'localhost:8181', r'policy_url .* expected a URL starting http:// or https://'),
-    ('USER_HEADER', 'Remote User', r'user_header .* expected a name without spaces'),
-])
+@pytest.mark.parametrize(
+    'env, value, message',
+    [
+        (
+            'DATABASE_CONNECT_WAIT',
+            'soon',
+            r"\[database\] connect_wait \(DATABASE_CONNECT_WAIT\) = 'soon': "
+            r'expected a number of at least 0 and at most 3600',
+        ),
+        ('RECOVER_AFTER', '0', r'recover_after .* expected a number of at least 1'),
+        ('SWEEP_INTERVAL', '-1', r'sweep_interval .* expected a number of at least 0'),
+        ('MAX_REQUEST_BYTES', '1.5', r'max_request_bytes .* expected a whole number'),
+        ('RETRY_SCHEDULE', '5,x', r'retry_schedule .* expected seconds separated by commas'),
+        ('RETRY_SCHEDULE', '5,-1', r'retry_schedule .* none negative|each from 0'),
+        ('CONNECT_TIMEOUT', 'nan', r'connect_timeout .* expected a number'),
+        ('POLICY_URL', 'localhost:8181', r'policy_url .* expected a URL starting http:// or https://'),
+        ('USER_HEADER', 'Remote User', r'user_header .* expected a name without spaces'),
+    ],
+)
 def test_a_bad_value_names_the_key_the_value_and_what_is_expected(clean_env, configure, env, value, message):
     configure(**{env: value})
     with pytest.raises(ConfigError, match=message):
@@ -108,19 +118,22 @@ def test_embedded_default_database_lives_in_data_folder(clean_env, tmp_path):
     assert not (tmp_path / 'data').exists()
     url = configured_url()
     assert (tmp_path / 'data').is_dir()
-    assert url == f"sqlite:///{tmp_path / 'data' / 'notifications.sqlite3'}"
+    assert url == f'sqlite:///{tmp_path / "data" / "notifications.sqlite3"}'
     assert data_dir() == tmp_path / 'data'
 
 
-@pytest.mark.parametrize('url, kind, name', [
-    ('sqliteext:///db.sqlite3', SqliteDatabase, 'db.sqlite3'),
-    ('sqlite:///db.sqlite3', SqliteDatabase, 'db.sqlite3'),
-    ('postgres://u:p@127.0.0.1:5432/notes', PooledPostgresqlDatabase, 'notes'),
-    ('postgresql://127.0.0.1/notes', PooledPostgresqlDatabase, 'notes'),
-    ('postgresql+pool://127.0.0.1/notes', PooledPostgresqlDatabase, 'notes'),
-    ('mysql://root@127.0.0.1/notes', PooledMySQLDatabase, 'notes'),
-    ('mysql+pool://root@127.0.0.1/notes', PooledMySQLDatabase, 'notes'),
-])
+@pytest.mark.parametrize(
+    'url, kind, name',
+    [
+        ('sqliteext:///db.sqlite3', SqliteDatabase, 'db.sqlite3'),
+        ('sqlite:///db.sqlite3', SqliteDatabase, 'db.sqlite3'),
+        ('postgres://u:p@127.0.0.1:5432/notes', PooledPostgresqlDatabase, 'notes'),
+        ('postgresql://127.0.0.1/notes', PooledPostgresqlDatabase, 'notes'),
+        ('postgresql+pool://127.0.0.1/notes', PooledPostgresqlDatabase, 'notes'),
+        ('mysql://root@127.0.0.1/notes', PooledMySQLDatabase, 'notes'),
+        ('mysql+pool://root@127.0.0.1/notes', PooledMySQLDatabase, 'notes'),
+    ],
+)
 def test_database_urls(url, kind, name):
     db = database_from_url(url)
     assert isinstance(db, kind)
@@ -132,10 +145,13 @@ def test_pool_settings_from_url_win():
     assert db._max_connections == 4
 
 
-@pytest.mark.parametrize('url, message', [
-    ('oracle://x/y', 'unknown scheme'),
-    ('postgres://127.0.0.1', 'names no database'),
-])
+@pytest.mark.parametrize(
+    'url, message',
+    [
+        ('oracle://x/y', 'unknown scheme'),
+        ('postgres://127.0.0.1', 'names no database'),
+    ],
+)
 def test_bad_database_urls(url, message):
     with pytest.raises(ConfigError, match=message):
         database_from_url(url)
@@ -160,8 +176,7 @@ STOPPED_AT_START = [
 
 
 @pytest.mark.parametrize('module, settings, args, expected', STOPPED_AT_START)
-def test_what_cannot_be_used_stops_each_process_at_start_with_one_line(service_env, module, settings, args,
-                                                                      expected):
+def test_what_cannot_be_used_stops_each_process_at_start_with_one_line(service_env, module, settings, args, expected):
     blocked = ('pymysql', 'MySQLdb') if module == 'pymysql' else (module,) if module else ()
     hide = ''.join(f'sys.modules[{name!r}] = None; ' for name in blocked)
     code = f'import runpy, sys; {hide}sys.argv = sys.argv[1:]; '
@@ -171,8 +186,14 @@ def test_what_cannot_be_used_stops_each_process_at_start_with_one_line(service_e
     else:
         code += args[1]
         argv = ['x', *args[2:]]
-    done = subprocess.run([sys.executable, '-c', code, *argv], env={**service_env, **settings},
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, '-c', code, *argv],
+        env={**service_env, **settings},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0] and 'Traceback' not in done.stderr, done.stderr

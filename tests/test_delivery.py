@@ -1,4 +1,5 @@
 """HTTP out: Retry-After, auth, extensions, bounded bodies, failures as replies."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -21,9 +22,18 @@ def target():
     recorder.close()
 
 
-@pytest.mark.parametrize('value, seconds', [
-    ('120', 120.0), (' 3 ', 3.0), ('Thu, 26 Nov 2026 12:01:00 GMT', 60.0),
-    ('Thu, 26 Nov 2026 11:00:00 GMT', 0.0), ('soon', None), ('', None), (None, None)])
+@pytest.mark.parametrize(
+    'value, seconds',
+    [
+        ('120', 120.0),
+        (' 3 ', 3.0),
+        ('Thu, 26 Nov 2026 12:01:00 GMT', 60.0),
+        ('Thu, 26 Nov 2026 11:00:00 GMT', 0.0),
+        ('soon', None),
+        ('', None),
+        (None, None),
+    ],
+)
 def test_parse_retry_after(value, seconds):
     now = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
     assert delivery.parse_retry_after(value, now) == seconds
@@ -31,11 +41,15 @@ def test_parse_retry_after(value, seconds):
 
 def test_event_auth_to_requests():
     headers = {}
-    assert delivery.event_auth_to_requests(
-        {'type': 'basic', 'basic': {'username': 'u', 'password': 'p'}}, headers) == ('u', 'p')
+    assert delivery.event_auth_to_requests({'type': 'basic', 'basic': {'username': 'u', 'password': 'p'}}, headers) == (
+        'u',
+        'p',
+    )
     assert headers == {}
-    assert delivery.event_auth_to_requests(
-        {'type': 'header', 'header': {'type': 'Token', 'credentials': 'c'}}, headers) is None
+    assert (
+        delivery.event_auth_to_requests({'type': 'header', 'header': {'type': 'Token', 'credentials': 'c'}}, headers)
+        is None
+    )
     assert headers == {'Authorization': 'Token c'}
     assert delivery.event_auth_to_requests({}, {}) is None
 

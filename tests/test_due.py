@@ -1,4 +1,5 @@
 """Due times and the recovery sweep, run without a worker: what is claimed, cleared, given back."""
+
 from __future__ import annotations
 
 import json
@@ -79,7 +80,8 @@ def test_rows_resume_where_they_stopped(world):
         pipeline.dispatch(event_uuid)
     rows = {str(row.event_log_id): row for row in EventLogMatch.select()}
     EventLogMatch.update(policy_status_code='200', attempts=2).where(
-        EventLogMatch.event_log.in_([allowed, delivered])).execute()
+        EventLogMatch.event_log.in_([allowed, delivered])
+    ).execute()
     EventLogMatch.update(target_status_code='200').where(EventLogMatch.event_log == delivered).execute()
     overdue()
     found = due.claim_overdue()

@@ -8,6 +8,7 @@ Delivery is at least once: a target may see the rare delivery twice, with the
 same ``webhook-id``; each test reports how many (``-rA`` or the summary at the
 end of the run shows them).  Run alone with ``pytest -m fault``.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,14 @@ RECOVERY_LIMIT = 60.0
 class Deployment:
     """API, workers, policy and target servers; subscriptions for every user."""
 
-    def __init__(self, folder: Path, db_url: str | None = None, broker_url: str | None = None,
-                 target_port: int = 0, fast_sweep: bool = True):
+    def __init__(
+        self,
+        folder: Path,
+        db_url: str | None = None,
+        broker_url: str | None = None,
+        target_port: int = 0,
+        fast_sweep: bool = True,
+    ):
         self.folder = folder
         self.db = bind_empty(db_url or make_db_url(folder))
         self.db.connect(reuse_if_open=True)
@@ -54,8 +61,12 @@ class Deployment:
         self.policy = Recorder()
         self.target = Recorder() if not target_port else None
         self.target_url = self.target.url if self.target else f'http://127.0.0.1:{target_port}'
-        settings = {**make_env(folder, db_url or make_db_url(folder)), **FAST, 'POLICY_URL': self.policy.url,
-                    **(FAST_SWEEP if fast_sweep else {})}
+        settings = {
+            **make_env(folder, db_url or make_db_url(folder)),
+            **FAST,
+            'POLICY_URL': self.policy.url,
+            **(FAST_SWEEP if fast_sweep else {}),
+        }
         if broker_url:
             settings['BROKER_URL'] = broker_url
         self.env = child_env(settings)
@@ -74,21 +85,29 @@ class Deployment:
 
     def start_worker(self) -> Proc:
         """A worker as operators run it: Celery's default prefork pool, two processes."""
-        worker = celery_worker(self.env, self.folder / f'worker-{len(self.workers)}.log',
-                               concurrency=2, pool='prefork')
+        worker = celery_worker(self.env, self.folder / f'worker-{len(self.workers)}.log', concurrency=2, pool='prefork')
         self.workers.append(worker)
         return worker
 
     def subscribe(self, user: str, path: str) -> None:
-        resp = requests.post(self.api.url + '/eventmatch', timeout=10, headers={'Http-Remote-User': user},
-                             json={'name': path, 'jsonpath': 'data', 'target_url': self.target_url + path})
+        resp = requests.post(
+            self.api.url + '/eventmatch',
+            timeout=10,
+            headers={'Http-Remote-User': user},
+            json={'name': path, 'jsonpath': 'data', 'target_url': self.target_url + path},
+        )
         assert resp.status_code == 200, resp.text
 
     def post(self) -> None:
         """Post one new event as the producer does: once, and note whether it was accepted."""
         event_id = uuid.uuid4().hex
-        event = {'cloudEventsVersion': '0.1', 'eventType': 'org.pacifica.metadata.ingest',
-                 'source': '/pacifica/metadata/ingest', 'eventID': event_id, 'data': [{'_id': 1}]}
+        event = {
+            'cloudEventsVersion': '0.1',
+            'eventType': 'org.pacifica.metadata.ingest',
+            'source': '/pacifica/metadata/ingest',
+            'eventID': event_id,
+            'data': [{'_id': 1}],
+        }
         try:
             resp = requests.post(self.api.url + '/receive', json=event, timeout=10)
         except requests.ConnectionError:
@@ -108,6 +127,7 @@ class Deployment:
             for _ in range(count):
                 self.post()
                 stop.wait(pace)
+
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
         return thread
@@ -134,17 +154,21 @@ class Deployment:
         expected = {(path, event_id) for event_id in self.accepted for path in self.paths}
         assert expected, 'no event was accepted'
         try:
-            wait_until(lambda: expected <= self.delivered(), SETTLE, interval=0.2,
-                       what=f'{len(expected)} deliveries')
+            wait_until(lambda: expected <= self.delivered(), SETTLE, interval=0.2, what=f'{len(expected)} deliveries')
         except AssertionError:
             missing = expected - self.delivered()
-            raise AssertionError(f'{len(missing)} of {len(expected)} deliveries lost, e.g. '
-                                 f'{sorted(missing)[:3]}') from None
+            raise AssertionError(
+                f'{len(missing)} of {len(expected)} deliveries lost, e.g. {sorted(missing)[:3]}'
+            ) from None
         calls = self.target.calls()
         ids = [call.headers.get('webhook-id') for call in calls]
         assert not EventMatch.select().where(EventMatch.disabled.is_null(False)).exists()
-        figures = {'accepted': len(self.accepted), 'refused': len(self.refused),
-                   'deliveries': len(expected), 'duplicates': len(ids) - len(set(ids))}
+        figures = {
+            'accepted': len(self.accepted),
+            'refused': len(self.refused),
+            'deliveries': len(expected),
+            'duplicates': len(ids) - len(set(ids)),
+        }
         if self.fault_over is not None:
             last = max(call.at for call in calls)
             figures['recovery_s'] = round(max(0.0, last - self.fault_over), 1)
@@ -173,6 +197,7 @@ def deploy(tmp_path, request):
     def make(**kwargs) -> Deployment:
         made.append(Deployment(tmp_path, **kwargs))
         return made[-1]
+
     yield make
     for deployment in made:
         deployment.close()

@@ -8,6 +8,7 @@ Examples are derandomized, so every run on a given database sends the same reque
 
 The requests that once broke it are kept as plain examples (``FOUND``).
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,7 @@ def _reject_constant(name: str):
 
 def strict_loads(raw: bytes | str):
     """Parse JSON as the RFC has it: UTF-8, no NaN or Infinity."""
-    return json.loads(raw.decode('utf-8') if isinstance(raw, bytes) else raw,
-                      parse_constant=_reject_constant)
+    return json.loads(raw.decode('utf-8') if isinstance(raw, bytes) else raw, parse_constant=_reject_constant)
 
 
 def parsed(raw: bytes):
@@ -81,8 +81,12 @@ def depth(value) -> int:
     level, layer = 0, [value]
     while any(isinstance(node, (dict, list)) for node in layer):
         level += 1
-        layer = [kid for node in layer if isinstance(node, (dict, list))
-                 for kid in (node.values() if isinstance(node, dict) else node)]
+        layer = [
+            kid
+            for node in layer
+            if isinstance(node, (dict, list))
+            for kid in (node.values() if isinstance(node, dict) else node)
+        ]
     return level
 
 
@@ -121,7 +125,9 @@ def check(resp: requests.Response):
 def expected_receive_status(raw: bytes, content_type: bytes | None) -> int:
     """What docs/rest-api.md promises for a body: 415, 413, 400 or 200, in that order."""
     if (content_type or b'').decode('latin-1').split(';', 1)[0].strip().lower() not in (
-            'application/json', 'application/cloudevents+json'):
+        'application/json',
+        'application/cloudevents+json',
+    ):
         return 415
     if len(raw) > LIMIT:
         return 413
@@ -136,7 +142,7 @@ def post_event(base: str, raw: bytes, content_type: bytes | None, headers: dict,
     """POST /receive: the documented status; an accepted event stored as sent (or, if its source
     and id were seen before, found in the first copy), a refused one not stored."""
     headers = {**headers, **({} if content_type is None else {'Content-Type': content_type})}
-    data = iter([part for part in (raw[:len(raw) // 2], raw[len(raw) // 2:]) if part]) if chunked else raw
+    data = iter([part for part in (raw[: len(raw) // 2], raw[len(raw) // 2 :]) if part]) if chunked else raw
     before = EventLog.select().count()
     resp = requests.post(base + '/receive', data=data, headers=headers, timeout=30)
     answer = check(resp)
@@ -172,8 +178,14 @@ def assert_applied(sub: dict, sent: dict) -> None:
         assert sub['auth'] == mask_auth(sent['auth'])
 
 
-def call_eventmatch(base: str, method: str, path: str, user: bytes | None, raw: bytes | None,
-                    content_type: bytes | None = b'application/json') -> int:
+def call_eventmatch(
+    base: str,
+    method: str,
+    path: str,
+    user: bytes | None,
+    raw: bytes | None,
+    content_type: bytes | None = b'application/json',
+) -> int:
     """Any call on /eventmatch: a subscription is created only by a 200 POST, changed only by
     a 200 PUT or DELETE, always as asked, and its owner sees it as the answer showed it."""
     auth = {} if user is None else {'Http-Remote-User': user}
@@ -182,11 +194,12 @@ def call_eventmatch(base: str, method: str, path: str, user: bytes | None, raw: 
         seed = requests.post(base + '/eventmatch', json=VALID, headers=auth, timeout=30)
         own = check(seed) if seed.status_code == 200 else None
         assert own or (seed.status_code == 400 and expected_user(user) is None), seed.text
-        path = f"/{own['uuid'] if own else NOWHERE}"
+        path = f'/{own["uuid"] if own else NOWHERE}'
     headers = {**auth, **({} if content_type is None else {'Content-Type': content_type})}
     before = EventMatch.select().count()
-    resp = requests.request(method, base + '/eventmatch' + path, data=raw, headers=headers,
-                            allow_redirects=False, timeout=30)
+    resp = requests.request(
+        method, base + '/eventmatch' + path, data=raw, headers=headers, allow_redirects=False, timeout=30
+    )
     answer = check(resp)
     created = method == 'POST' and resp.status_code == 200
     assert EventMatch.select().count() == before + created
@@ -200,8 +213,9 @@ def call_eventmatch(base: str, method: str, path: str, user: bytes | None, raw: 
     if method != 'POST':
         assert answer['updated'] >= own['updated']
         assert {k: v for k, v in answer.items() if k not in {*sent, 'updated', 'deleted'}} == {
-            k: v for k, v in own.items() if k not in {*sent, 'updated', 'deleted'}}
-    shown = requests.get(f"{base}/eventmatch/{answer['uuid']}", headers=auth, timeout=30)
+            k: v for k, v in own.items() if k not in {*sent, 'updated', 'deleted'}
+        }
+    shown = requests.get(f'{base}/eventmatch/{answer["uuid"]}', headers=auth, timeout=30)
     listed = check(requests.get(base + '/eventmatch', headers=auth, timeout=30))
     if method == 'DELETE':
         assert answer['deleted'] and shown.status_code == 403 and answer not in listed
@@ -214,13 +228,15 @@ def call_eventmatch(base: str, method: str, path: str, user: bytes | None, raw: 
 # --- strategies -------------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 events = st.dictionaries(
     st.sampled_from(['id', 'eventID', 'source', 'specversion', 'type', 'data']) | st.text(max_size=8),
-    st.sampled_from(['1', 'urn:a', 1]) | json_values, max_size=6)
+    st.sampled_from(['1', 'urn:a', 1]) | json_values,
+    max_size=6,
+)
 
 
 def dump(value, ascii_only: bool, compact: bool) -> bytes:
@@ -241,37 +257,94 @@ def often(value, others: st.SearchStrategy) -> st.SearchStrategy:
 #: Characters of a header value or secret (lone surrogates are tried on purpose, elsewhere).
 line_chars = st.characters(blacklist_categories=('Cs',), blacklist_characters='\r\n')
 #: Header values requests will send: no CR/LF, no leading blank.
-header_values = st.text(line_chars, max_size=40).map(
-    lambda text: text.encode().lstrip(b' \t\x0b\x0c'))
-odd_json = [b'', b' {} ', b'{"a": NaN}', b'{"a": -Infinity}', b'[Infinity]', b'{"a": "\\ud800"}',
-            b'{"a": "\\udfff b"}', b'{"a": 1e400}', b'\xef\xbb\xbf{}', b'{"a":1,"a":2}', b'{"a": "\\u0000"}',
-            b'{"a": "\xed\xa0\x80"}', b'{"id": 1, "source": "s"}', b'{"data": [1e308, -0.0, 1E-400]}']
+header_values = st.text(line_chars, max_size=40).map(lambda text: text.encode().lstrip(b' \t\x0b\x0c'))
+odd_json = [
+    b'',
+    b' {} ',
+    b'{"a": NaN}',
+    b'{"a": -Infinity}',
+    b'[Infinity]',
+    b'{"a": "\\ud800"}',
+    b'{"a": "\\udfff b"}',
+    b'{"a": 1e400}',
+    b'\xef\xbb\xbf{}',
+    b'{"a":1,"a":2}',
+    b'{"a": "\\u0000"}',
+    b'{"a": "\xed\xa0\x80"}',
+    b'{"id": 1, "source": "s"}',
+    b'{"data": [1e308, -0.0, 1E-400]}',
+]
 
 receive_bodies = st.one_of(
-    dumped(events), dumped(events), dumped(json_values),
+    dumped(events),
+    dumped(events),
+    dumped(json_values),
     st.binary(max_size=64),
     st.text(max_size=64).map(str.encode),
     st.binary(max_size=16).map(lambda b: b'{"a": "' + b + b'\xff"}'),
-    st.sampled_from(odd_json), st.sampled_from(odd_json),
+    st.sampled_from(odd_json),
+    st.sampled_from(odd_json),
     (st.integers(1, 20000) | st.integers(60, 68)).map(lambda n: b'{"a":' + b'[' * n + b']' * n + b'}'),
     st.integers(LIMIT - 32, LIMIT + 4096).map(lambda n: b'{"pad":"' + b'x' * (n - 10) + b'"}'),
     st.integers(20000, 32000).map(lambda n: b'{"a":[' + b','.join([b'0'] * n) + b']}'),
 )
 content_types = st.one_of(
-    st.sampled_from([b'application/json', b'application/json; charset=utf-8', b'application/cloudevents+json',
-                     b'application/cloudevents+json; charset=UTF-8', b'Application/JSON ; charset="utf-8"']),
-    st.sampled_from([None, b'', b'text/plain', b'application/x-www-form-urlencoded', b'application/jsonx',
-                     b'multipart/form-data; boundary=x', b'json', b';application/json']),
+    st.sampled_from(
+        [
+            b'application/json',
+            b'application/json; charset=utf-8',
+            b'application/cloudevents+json',
+            b'application/cloudevents+json; charset=UTF-8',
+            b'Application/JSON ; charset="utf-8"',
+        ]
+    ),
+    st.sampled_from(
+        [
+            None,
+            b'',
+            b'text/plain',
+            b'application/x-www-form-urlencoded',
+            b'application/jsonx',
+            b'multipart/form-data; boundary=x',
+            b'json',
+            b';application/json',
+        ]
+    ),
     header_values,
 )
 #: Any header but those that frame the request (or that the tests set themselves).
-header_names = st.sampled_from([
-    'Cookie', 'Accept', 'Accept-Charset', 'Accept-Encoding', 'Content-Encoding', 'Range', 'Authorization',
-    'If-Modified-Since', 'X-Forwarded-For', 'Ce-Id', 'Ce-Source']) | st.text(
-    'abcdefghijklmnopqrstuvwxyz0123456789-_!#$%&*+.^`|~', min_size=1, max_size=20).filter(
-    lambda name: name.lower() not in (
-        'content-length', 'transfer-encoding', 'host', 'connection', 'expect', 'te', 'trailer',
-        'upgrade', 'keep-alive', 'content-type', 'http-remote-user'))
+header_names = st.sampled_from(
+    [
+        'Cookie',
+        'Accept',
+        'Accept-Charset',
+        'Accept-Encoding',
+        'Content-Encoding',
+        'Range',
+        'Authorization',
+        'If-Modified-Since',
+        'X-Forwarded-For',
+        'Ce-Id',
+        'Ce-Source',
+    ]
+) | st.text('abcdefghijklmnopqrstuvwxyz0123456789-_!#$%&*+.^`|~', min_size=1, max_size=20).filter(
+    lambda name: (
+        name.lower()
+        not in (
+            'content-length',
+            'transfer-encoding',
+            'host',
+            'connection',
+            'expect',
+            'te',
+            'trailer',
+            'upgrade',
+            'keep-alive',
+            'content-type',
+            'http-remote-user',
+        )
+    )
+)
 extra_headers = st.dictionaries(header_names, header_values, max_size=4)
 
 users = st.one_of(
@@ -280,47 +353,123 @@ users = st.one_of(
     st.sampled_from([255, 256, 5000]).map(lambda n: b'x' * n),
     header_values,
 )
-jsonpaths = st.sampled_from([
-    'data', '$.data', '[0]', '$', '$.data[*][?(@.mimetype = "text/plain")]', '$..', 'data[?(',
-    '$[', '', ' ', '$.a\x00', '$["\\ud800"]', '\ud800']) | st.text(max_size=20)
-urls = st.sampled_from([
-    'http://www.example.com/receive', 'https://h:8080/x?y=1#z', 'http://[::1]:9/x', '/relative',
-    'ftp://h/x', 'http://', 'http:///x', 'http://[::1/x', 'http://[abc]/', 'http://h/\x00',
-    'http://h/\u00e9', '\ud800']) | st.text(max_size=20)
+jsonpaths = st.sampled_from(
+    [
+        'data',
+        '$.data',
+        '[0]',
+        '$',
+        '$.data[*][?(@.mimetype = "text/plain")]',
+        '$..',
+        'data[?(',
+        '$[',
+        '',
+        ' ',
+        '$.a\x00',
+        '$["\\ud800"]',
+        '\ud800',
+    ]
+) | st.text(max_size=20)
+urls = st.sampled_from(
+    [
+        'http://www.example.com/receive',
+        'https://h:8080/x?y=1#z',
+        'http://[::1]:9/x',
+        '/relative',
+        'ftp://h/x',
+        'http://',
+        'http:///x',
+        'http://[::1/x',
+        'http://[abc]/',
+        'http://h/\x00',
+        'http://h/\u00e9',
+        '\ud800',
+    ]
+) | st.text(max_size=20)
 secrets = st.text(max_size=10) | st.sampled_from(['********', 'a\r\nX: y'])
 auths = st.one_of(
     st.sampled_from([{}, {'type': 'basic'}, {'type': 'digest'}, {'basic': {'username': 'u', 'password': 'p'}}]),
     st.builds(lambda u, p: {'type': 'basic', 'basic': {'username': u, 'password': p}}, secrets, secrets),
-    st.builds(lambda t, c: {'type': 'header', 'header': {'type': t, 'credentials': c}},
-              st.sampled_from(['Bearer', 'Token', 'Bad Type', '']), secrets),
-    json_values)
-big_extensions = st.builds(lambda ch, n: {'pad': ch * n}, st.sampled_from(['x', '\u00e9', '\U0001F600']),
-                           st.integers(8000, 33000))
+    st.builds(
+        lambda t, c: {'type': 'header', 'header': {'type': t, 'credentials': c}},
+        st.sampled_from(['Bearer', 'Token', 'Bad Type', '']),
+        secrets,
+    ),
+    json_values,
+)
+big_extensions = st.builds(
+    lambda ch, n: {'pad': ch * n}, st.sampled_from(['x', '\u00e9', '\U0001f600']), st.integers(8000, 33000)
+)
 safe_secrets = st.text(line_chars, max_size=10)
 valid_auths = st.one_of(
     st.just({}),
     st.builds(lambda u, p: {'type': 'basic', 'basic': {'username': u, 'password': p}}, safe_secrets, safe_secrets),
-    st.builds(lambda t, c: {'type': 'header', 'header': {'type': t, 'credentials': c}},
-              st.sampled_from(['Bearer', 'Token', 'X-1']), safe_secrets))
+    st.builds(
+        lambda t, c: {'type': 'header', 'header': {'type': t, 'credentials': c}},
+        st.sampled_from(['Bearer', 'Token', 'X-1']),
+        safe_secrets,
+    ),
+)
 valid_subscriptions = st.fixed_dictionaries(
-    {'name': st.text(min_size=1, max_size=255), 'jsonpath': st.sampled_from(['data', '$.data', '$..source']),
-     'target_url': st.sampled_from(['http://www.example.com/receive', 'https://h:8443/x?y=1'])},
-    optional={'auth': valid_auths, 'extensions': st.dictionaries(st.text(max_size=8), json_values) | big_extensions,
-              'disabled': st.none(), 'error': st.none()})
-random_subscriptions = st.fixed_dictionaries({}, optional={
-    'name': st.text(max_size=300) | json_values, 'jsonpath': jsonpaths | json_values,
-    'target_url': urls | json_values, 'auth': auths, 'extensions': json_values,
-    'disabled': json_values, 'error': json_values, 'uuid': st.uuids().map(str) | json_values,
-    'user': st.just('alice') | json_values, 'colour': json_values})
+    {
+        'name': st.text(min_size=1, max_size=255),
+        'jsonpath': st.sampled_from(['data', '$.data', '$..source']),
+        'target_url': st.sampled_from(['http://www.example.com/receive', 'https://h:8443/x?y=1']),
+    },
+    optional={
+        'auth': valid_auths,
+        'extensions': st.dictionaries(st.text(max_size=8), json_values) | big_extensions,
+        'disabled': st.none(),
+        'error': st.none(),
+    },
+)
+random_subscriptions = st.fixed_dictionaries(
+    {},
+    optional={
+        'name': st.text(max_size=300) | json_values,
+        'jsonpath': jsonpaths | json_values,
+        'target_url': urls | json_values,
+        'auth': auths,
+        'extensions': json_values,
+        'disabled': json_values,
+        'error': json_values,
+        'uuid': st.uuids().map(str) | json_values,
+        'user': st.just('alice') | json_values,
+        'colour': json_values,
+    },
+)
 subscription_bodies = st.one_of(
-    dumped(valid_subscriptions), dumped(valid_subscriptions), dumped(valid_subscriptions),
-    dumped(random_subscriptions), dumped(json_values),
-    st.binary(max_size=64), st.just(None),
-    st.sampled_from([b'{"name": "n", "jsonpath": "data", "target_url": "http://h/", "extensions": {"a": 1e400}}',
-                     b'{"name": "\\ud800", "jsonpath": "data", "target_url": "http://h/"}']))
+    dumped(valid_subscriptions),
+    dumped(valid_subscriptions),
+    dumped(valid_subscriptions),
+    dumped(random_subscriptions),
+    dumped(json_values),
+    st.binary(max_size=64),
+    st.just(None),
+    st.sampled_from(
+        [
+            b'{"name": "n", "jsonpath": "data", "target_url": "http://h/", "extensions": {"a": 1e400}}',
+            b'{"name": "\\ud800", "jsonpath": "data", "target_url": "http://h/"}',
+        ]
+    ),
+)
 paths = st.one_of(
-    st.sampled_from(['', '/', OWN, '/not-a-uuid', '/%00', '/%ff', f'/{{{NOWHERE}}}', '/' + '1' * 32,
-                     f'/urn:uuid:{NOWHERE}', '/a/b', f'?event_uuid={NOWHERE}', '/%2F']),
+    st.sampled_from(
+        [
+            '',
+            '/',
+            OWN,
+            '/not-a-uuid',
+            '/%00',
+            '/%ff',
+            f'/{{{NOWHERE}}}',
+            '/' + '1' * 32,
+            f'/urn:uuid:{NOWHERE}',
+            '/a/b',
+            f'?event_uuid={NOWHERE}',
+            '/%2F',
+        ]
+    ),
     st.uuids().map(lambda u: f'/{u}'),
     st.text(min_size=1, max_size=40).filter(lambda s: s.strip('.')).map(lambda s: '/' + quote(s, safe='')),
 )
@@ -328,22 +477,27 @@ paths = st.one_of(
 calls = st.one_of(
     st.tuples(st.just('POST'), st.sampled_from(['', '/'])),
     st.tuples(st.sampled_from(['GET', 'PUT', 'PUT', 'DELETE']), st.just(OWN)),
-    st.tuples(st.sampled_from(['GET', 'POST', 'PUT', 'DELETE']), paths))
+    st.tuples(st.sampled_from(['GET', 'POST', 'PUT', 'DELETE']), paths),
+)
 
 
 # --- the fuzz tests ---------------------------------------------------------------------------
 
+
 @FUZZ
-@given(raw=receive_bodies, content_type=often(b'application/json', content_types), headers=extra_headers,
-       chunked=st.booleans())
+@given(
+    raw=receive_bodies,
+    content_type=often(b'application/json', content_types),
+    headers=extra_headers,
+    chunked=st.booleans(),
+)
 def test_fuzz_receive(server, raw, content_type, headers, chunked):
     """Producers send anything: only JSON objects are kept, and kept exactly as sent."""
     event(f'status {post_event(server, raw, content_type, headers, chunked)}')
 
 
 @FUZZ
-@given(call=calls, user=users, raw=subscription_bodies,
-       content_type=often(b'application/json', content_types))
+@given(call=calls, user=users, raw=subscription_bodies, content_type=often(b'application/json', content_types))
 def test_fuzz_eventmatch(server, call, user, raw, content_type):
     """Users send anything: subscriptions change only as asked, and only for their owner."""
     method, path = call
@@ -355,21 +509,35 @@ def test_fuzz_eventmatch(server, call, user, raw, content_type):
 SUB = json.dumps(VALID)[:-1]  # a valid body without its closing brace, to add one field
 FOUND = [
     pytest.param('POST', '/receive', None, b'{"a": "\\ud800"}', 400, id='receive-lone-surrogate'),
-    pytest.param('POST', '', None, b'{"name": "\\ud800", "jsonpath": "data", "target_url": "http://h/"}', 400,
-                 id='name-lone-surrogate'),
+    pytest.param(
+        'POST',
+        '',
+        None,
+        b'{"name": "\\ud800", "jsonpath": "data", "target_url": "http://h/"}',
+        400,
+        id='name-lone-surrogate',
+    ),
     pytest.param('POST', '/receive', None, b'{"a": 1e400}', 400, id='receive-1e400'),
     pytest.param('POST', '', None, (SUB + ', "extensions": {"a": 1e400}}').encode(), 400, id='extensions-1e400'),
     pytest.param('GET', '?foo=bar', None, None, 404, id='get-unknown-query'),
     pytest.param('POST', f'/{NOWHERE}', None, SUB.encode() + b'}', 404, id='post-with-uuid'),
     pytest.param('PUT', '', None, b'{}', 404, id='put-without-uuid'),
-    pytest.param('POST', '', None, json.dumps({**VALID, 'target_url': 'http://[::1/x'}).encode(), 400,
-                 id='target-url-bracket'),
+    pytest.param(
+        'POST', '', None, json.dumps({**VALID, 'target_url': 'http://[::1/x'}).encode(), 400, id='target-url-bracket'
+    ),
     pytest.param('POST', '', None, json.dumps({**VALID, 'name': 'a\x00b'}).encode(), 400, id='name-nul'),
     pytest.param('GET', '', b'a\x00b', None, 400, id='user-nul'),
-    pytest.param('POST', '/receive', None, b'{"a":[' + b','.join([b'0'] * 30000) + b']}', 200,
-                 id='receive-over-64k-stored'),
-    pytest.param('POST', '', None, json.dumps({**VALID, 'extensions': {'a': '\u00e9' * 20000}},
-                                              ensure_ascii=False).encode(), 200, id='extensions-over-64k-stored'),
+    pytest.param(
+        'POST', '/receive', None, b'{"a":[' + b','.join([b'0'] * 30000) + b']}', 200, id='receive-over-64k-stored'
+    ),
+    pytest.param(
+        'POST',
+        '',
+        None,
+        json.dumps({**VALID, 'extensions': {'a': '\u00e9' * 20000}}, ensure_ascii=False).encode(),
+        200,
+        id='extensions-over-64k-stored',
+    ),
 ]
 
 

@@ -1,4 +1,5 @@
 """jsonpath: the seed's bare paths, parsing once, and what filters apply to."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ pytestmark = pytest.mark.fast
 EVENT = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
 
 
-@pytest.mark.parametrize('text, rooted', [
-    ('data', '$.data'), ('  data[*]  ', '$.data[*]'), ('["data"]', '$["data"]'), ('$.data', '$.data')])
+@pytest.mark.parametrize(
+    'text, rooted', [('data', '$.data'), ('  data[*]  ', '$.data[*]'), ('["data"]', '$["data"]'), ('$.data', '$.data')]
+)
 def test_normalize(text, rooted):
     assert jsonpath.normalize(text) == rooted
 

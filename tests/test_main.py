@@ -1,4 +1,5 @@
 """``pacifica-notifications-cmd``: schema commands and the event log, as an admin runs them."""
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,7 @@ def test_config_file_selects_database(database, service_env, tmp_path, db_url):
 
 
 def test_unreachable_database_is_one_clear_line(service_env, tmp_path):
-    env = {**service_env, 'PEEWEE_URL': f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}"}
+    env = {**service_env, 'PEEWEE_URL': f'sqlite:///{tmp_path / "no" / "such" / "dir.db"}'}
     for args in (['dbchk'], ['dbsync'], ['eventget'], ['eventpurge', '--older-than-date', '2020-01-01 00:00:00']):
         done = run_cmd(env, *args)
         assert done.returncode == 1
@@ -64,15 +65,23 @@ def test_commands_before_dbsync_say_so(database, service_env):
 
 def seed(count: int, start: datetime, matches_each: int = 1) -> list[EventLog]:
     """Log ``count`` events a minute apart, each matched by ``matches_each`` subscriptions."""
-    subs = [EventMatch.create(name=f's{index}', jsonpath='$.data', user='dmlb2001',
-                              target_url='http://127.0.0.1:9/r') for index in range(matches_each)]
+    subs = [
+        EventMatch.create(name=f's{index}', jsonpath='$.data', user='dmlb2001', target_url='http://127.0.0.1:9/r')
+        for index in range(matches_each)
+    ]
     events = []
     for index in range(count):
-        event = EventLog.create(jsondata=json.dumps({'eventID': f'e{index}', 'data': [index]}),
-                                created=start + timedelta(minutes=index))
+        event = EventLog.create(
+            jsondata=json.dumps({'eventID': f'e{index}', 'data': [index]}), created=start + timedelta(minutes=index)
+        )
         for sub in subs:
-            EventLogMatch.create(event_log=event, event_match=sub, policy_status_code='200',
-                                 target_status_code='200', created=event.created)
+            EventLogMatch.create(
+                event_log=event,
+                event_match=sub,
+                policy_status_code='200',
+                target_status_code='200',
+                created=event.created,
+            )
         events.append(event)
     return events
 
@@ -94,10 +103,12 @@ def test_eventget_prints_seed_format(synced, service_env):
 
 def test_eventget_filters(synced, service_env):
     events = seed(5, datetime(2020, 1, 1))
+
     def shown(*args):
         done = run_cmd(service_env, 'eventget', *args)
         assert done.returncode == 0, done.stderr
         return [line.split(' - ')[1] for line in done.stdout.splitlines() if line.startswith('Event - ')]
+
     ids = [str(e.uuid) for e in events]
     assert shown() == ids
     assert shown(ids[3], ids[1]) == [ids[1], ids[3]]
@@ -106,13 +117,16 @@ def test_eventget_filters(synced, service_env):
     assert shown('--start-date', '01/01/2020 00:02', '--date-format', '%m/%d/%Y %H:%M') == ids[2:]
 
 
-@pytest.mark.parametrize('args, message', [
-    (['--start-date', '2020-02-01 00:00:00', '--end-date', '2020-01-01 00:00:00'], 'is after end date'),
-    (['--start-date', 'yesterday'], "bad date 'yesterday'"),
-    (['not-a-uuid'], "not a UUID: 'not-a-uuid'"),
-    ([str(uuid.UUID(int=7))], f'no such event: {uuid.UUID(int=7)}'),
-    (['--limit', '0'], 'limit must be at least 1'),
-])
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        (['--start-date', '2020-02-01 00:00:00', '--end-date', '2020-01-01 00:00:00'], 'is after end date'),
+        (['--start-date', 'yesterday'], "bad date 'yesterday'"),
+        (['not-a-uuid'], "not a UUID: 'not-a-uuid'"),
+        ([str(uuid.UUID(int=7))], f'no such event: {uuid.UUID(int=7)}'),
+        (['--limit', '0'], 'limit must be at least 1'),
+    ],
+)
 def test_eventget_bad_input(synced, service_env, args, message):
     seed(1, datetime(2020, 1, 1))
     done = run_cmd(service_env, 'eventget', *args)
@@ -143,16 +157,20 @@ def test_eventpurge_limit_and_uuids(synced, service_env):
 
 def test_eventpurge_in_batches(synced):
     from pacifica.notifications.eventlog import purge_events
+
     seed(7, datetime(2019, 1, 1))
     assert purge_events(older_than=datetime(2020, 1, 1), limit=5, batch=2) == 5
     assert purge_events(older_than=datetime(2020, 1, 1), batch=2) == 2
     assert EventLog.select().count() == 0 and EventLogMatch.select().count() == 0
 
 
-@pytest.mark.parametrize('args, message', [
-    ([str(uuid.UUID(int=9))], f'no such event: {uuid.UUID(int=9)}'),
-    (['--older-than-date', '2020-13-01 00:00:00'], "bad date '2020-13-01 00:00:00'"),
-])
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        ([str(uuid.UUID(int=9))], f'no such event: {uuid.UUID(int=9)}'),
+        (['--older-than-date', '2020-13-01 00:00:00'], "bad date '2020-13-01 00:00:00'"),
+    ],
+)
 def test_eventpurge_bad_input_deletes_nothing(synced, service_env, args, message):
     seed(2, datetime(2019, 1, 1))
     done = run_cmd(service_env, 'eventpurge', *args)
@@ -172,12 +190,10 @@ def test_bare_eventpurge_purges_what_is_older_than_a_day(synced, service_env):
 def test_eventpurge_keeps_events_still_pending(synced, service_env):
     dispatched, undispatched, undelivered = seed(3, datetime(2019, 1, 1))
     EventLog.update(retry_at=datetime(2019, 1, 2)).where(EventLog.uuid == undispatched.uuid).execute()
-    EventLogMatch.update(retry_at=datetime(2019, 1, 2)).where(
-        EventLogMatch.event_log == undelivered.uuid).execute()
+    EventLogMatch.update(retry_at=datetime(2019, 1, 2)).where(EventLogMatch.event_log == undelivered.uuid).execute()
     done = run_cmd(service_env, 'eventpurge', '--older-than-date', '2020-01-01 00:00:00')
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
-        'purged 1 event(s)', 'kept 2 event(s) whose deliveries are still pending']
+    assert done.stdout.splitlines() == ['purged 1 event(s)', 'kept 2 event(s) whose deliveries are still pending']
     assert {e.uuid for e in EventLog.select()} == {undispatched.uuid, undelivered.uuid}
     assert not EventLog.select().where(EventLog.uuid == dispatched.uuid).exists()
 
@@ -189,7 +205,6 @@ def test_eventretry_pending_queues_what_is_due_and_what_is_not(synced, service_e
     EventLog.update(retry_at=datetime(2019, 1, 2)).where(EventLog.uuid == soon.uuid).execute()
     done = run_cmd(service_env, 'eventretry', '--pending')
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == (
-        'requeued 2 event(s) to dispatch, 0 policy question(s), 0 deliveries')
+    assert done.stdout.strip() == ('requeued 2 event(s) to dispatch, 0 policy question(s), 0 deliveries')
     assert all(datetime(2020, 1, 1) < e.retry_at < far for e in EventLog.select())
     assert run_cmd(service_env, 'eventretry').returncode == 1

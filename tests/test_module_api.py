@@ -1,4 +1,5 @@
 """The module API of the seed's module reference, as code written against it (0.5.2's tests) uses it."""
+
 from __future__ import annotations
 
 from argparse import Namespace
@@ -41,7 +42,7 @@ def test_main_raises_operational_error_while_the_schema_is_old(database, service
 
 def test_dbconn_blocking_raises_operational_error(service_env, tmp_path, monkeypatch):
     monkeypatch.setenv('DATABASE_CONNECT_ATTEMPTS', '1')
-    orm.bind_database(f"sqlite:///{tmp_path / 'missing' / 'x.sqlite3'}")
+    orm.bind_database(f'sqlite:///{tmp_path / "missing" / "x.sqlite3"}')
     with pytest.raises(OperationalError):
         OrmSync.dbconn_blocking()
 
@@ -112,6 +113,8 @@ def test_what_is_kept_only_for_the_seeds_module_reference_still_works(synced):
     assert EventLogMatch.get_by_id(row.uuid).target_status_code == '404'
     assert EventMatch.get_by_id(sub.uuid).error == 'target answered 404'
     headers: dict = {}
-    assert tasks.event_auth_to_requests({'type': 'header', 'header': {'type': 'Bearer', 'credentials': 't'}},
-                                        headers) is None
+    assert (
+        tasks.event_auth_to_requests({'type': 'header', 'header': {'type': 'Bearer', 'credentials': 't'}}, headers)
+        is None
+    )
     assert headers == {'Authorization': 'Bearer t'}

@@ -1,4 +1,5 @@
 """The schema: creation, versions, and in-place upgrades from every earlier version."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,10 +25,13 @@ pytestmark = pytest.mark.fast
 
 def test_import_connects_nowhere(service_env):
     env = {**service_env, 'PEEWEE_URL': 'postgres://127.0.0.1:1/none'}
-    code = ('import pacifica.notifications.orm as orm, pacifica.notifications.eventlog, '
-            'pacifica.notifications.__main__; assert orm.DB.obj is None; print("ok")')
-    done = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    code = (
+        'import pacifica.notifications.orm as orm, pacifica.notifications.eventlog, '
+        'pacifica.notifications.__main__; assert orm.DB.obj is None; print("ok")'
+    )
+    done = subprocess.run(
+        [sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.stdout.strip() == 'ok', done.stderr
 
 
@@ -63,11 +67,9 @@ def test_upgrade_keeps_rows(database, version):
     rows = {str(m.uuid): m for m in EventMatch.select()}
     assert set(rows) == {s[0] for s in schema_history.SUBSCRIPTIONS}
     first = rows['466725b0-cbe1-45cd-b034-c3209aa4b6e0']
-    assert (first.name, first.jsonpath, first.user, first.auth) == (
-        'My Event Match', 'data', 'dmlb2001', '{}')
+    assert (first.name, first.jsonpath, first.user, first.auth) == ('My Event Match', 'data', 'dmlb2001', '{}')
     other = rows['0a2c9f3e-5f43-4b5e-9a55-2c1e7b0d9c11']
-    assert (other.extensions, other.error, str(other.disabled)) == (
-        '{"k": "v"}', 'gone', '2019-01-01 00:00:00')
+    assert (other.extensions, other.error, str(other.disabled)) == ('{"k": "v"}', 'gone', '2019-01-01 00:00:00')
     if version >= (3, 0):
         assert [str(e.uuid) for e in EventLog.select()] == [schema_history.EVENTS[0][0]]
         match = EventLogMatch.get()
@@ -83,6 +85,6 @@ def test_upgrade_keeps_rows(database, version):
 
 def test_dbconn_blocking_gives_up(service_env, tmp_path, monkeypatch):
     monkeypatch.setenv('DATABASE_CONNECT_ATTEMPTS', '2')
-    orm.bind_database(f"sqlite:///{tmp_path / 'missing' / 'x.sqlite3'}")
+    orm.bind_database(f'sqlite:///{tmp_path / "missing" / "x.sqlite3"}')
     with pytest.raises(orm.DatabaseUnavailable, match='after 2 attempt'):
         OrmSync.dbconn_blocking()

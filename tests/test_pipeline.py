@@ -1,4 +1,5 @@
 """The pipeline's plain functions, run without a worker: idempotence, due times, the empty schedule."""
+
 from __future__ import annotations
 
 import json
@@ -116,7 +117,8 @@ def test_empty_schedule_disables_on_the_first_failure(peers, configure, phase):
     configure(RETRY_SCHEDULE='')
     sub = subscribe(target)
     (policy if phase == 'policy' else target).script(
-        '/events/dmlb2001' if phase == 'policy' else '/t', Answer(500, 'down'))
+        '/events/dmlb2001' if phase == 'policy' else '/t', Answer(500, 'down')
+    )
     event_uuid = log_event()
     pipeline.dispatch(event_uuid)
     work = pipeline.query_policy(event_uuid, 'dmlb2001')
@@ -147,9 +149,11 @@ def test_deleted_disabled_and_unparsable_subscriptions_get_nothing(peers):
     _, target = peers
     live = subscribe(target, path='/live')
     EventMatch.update(deleted=EventMatch.created).where(
-        EventMatch.uuid == subscribe(target, path='/deleted').uuid).execute()
+        EventMatch.uuid == subscribe(target, path='/deleted').uuid
+    ).execute()
     EventMatch.update(disabled=EventMatch.created).where(
-        EventMatch.uuid == subscribe(target, path='/disabled').uuid).execute()
+        EventMatch.uuid == subscribe(target, path='/disabled').uuid
+    ).execute()
     subscribe(target, path='/broken', jsonpath='$[')
     event_uuid = log_event()
     pipeline.dispatch(event_uuid)

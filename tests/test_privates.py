@@ -5,6 +5,7 @@ machine's shared ones, so each test here checks what such a test needs: data
 kept (or not) across a clean restart and a crash, clients refused while the
 server is down, and no process left once it is closed.
 """
+
 from __future__ import annotations
 
 import os
@@ -106,8 +107,9 @@ def test_rabbitmq_keeps_durable_messages_across_restart_and_crash(tmp_path):
 
         def publish(body: str) -> None:
             with kombu.Connection(broker.url, transport_options={'confirm_publish': True}) as conn:
-                conn.Producer().publish(body, routing_key='faults', declare=[queue],
-                                        delivery_mode='persistent', retry=False)
+                conn.Producer().publish(
+                    body, routing_key='faults', declare=[queue], delivery_mode='persistent', retry=False
+                )
 
         def consume() -> str | None:
             with kombu.Connection(broker.url) as conn:

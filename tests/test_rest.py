@@ -3,6 +3,7 @@
 The whole module runs twice: against ``pacifica-notifications`` (CherryPy's own
 server) and against the WSGI module under uWSGI.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,11 +27,23 @@ from .conftest import (
 )
 from .procs import notifications_server, require_uwsgi, uwsgi_server
 
-SEED_CREATE = {'name': 'My Event Match', 'jsonpath': 'data',
-               'target_url': 'http://www.example.com/receive'}
+SEED_CREATE = {'name': 'My Event Match', 'jsonpath': 'data', 'target_url': 'http://www.example.com/receive'}
 SEED_AUTH = {'type': 'basic', 'basic': {'username': 'myusername', 'password': 'password'}}
-FIELDS = {'user', 'updated', 'uuid', 'deleted', 'version', 'jsonpath', 'disabled', 'created',
-          'name', 'extensions', 'auth', 'target_url', 'error'}
+FIELDS = {
+    'user',
+    'updated',
+    'uuid',
+    'deleted',
+    'version',
+    'jsonpath',
+    'disabled',
+    'created',
+    'name',
+    'extensions',
+    'auth',
+    'target_url',
+    'error',
+}
 
 
 @pytest.fixture(scope='module', params=['cherrypy', 'uwsgi'])
@@ -64,8 +77,14 @@ class Client:
         self.base = base
         self.headers = {'Http-Remote-User': user} if user else {}
 
-    def call(self, method: str, path: str = '/eventmatch', body=None, raw: bytes | None = None,
-             content_type: str = 'application/json') -> requests.Response:
+    def call(
+        self,
+        method: str,
+        path: str = '/eventmatch',
+        body=None,
+        raw: bytes | None = None,
+        content_type: str = 'application/json',
+    ) -> requests.Response:
         headers = dict(self.headers)
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         if data is not None:
@@ -102,10 +121,13 @@ def test_create_seed_example(alice):
     sub = resp.json()
     assert set(sub) == FIELDS
     assert {k: sub[k] for k in ('user', 'name', 'jsonpath', 'target_url', 'version')} == {
-        'user': alice.headers['Http-Remote-User'], 'name': 'My Event Match', 'jsonpath': 'data',
-        'target_url': 'http://www.example.com/receive', 'version': 'v0.1'}
-    assert (sub['deleted'], sub['disabled'], sub['error'], sub['auth'], sub['extensions']) == (
-        None, None, None, {}, {})
+        'user': alice.headers['Http-Remote-User'],
+        'name': 'My Event Match',
+        'jsonpath': 'data',
+        'target_url': 'http://www.example.com/receive',
+        'version': 'v0.1',
+    }
+    assert (sub['deleted'], sub['disabled'], sub['error'], sub['auth'], sub['extensions']) == (None, None, None, {}, {})
     assert sub['created'] == sub['updated']
     datetime.fromisoformat(sub['created'])
     uuid.UUID(sub['uuid'])
@@ -114,8 +136,7 @@ def test_create_seed_example(alice):
 def test_create_with_auth_masks_the_secret(alice):
     sub = alice.create(auth=SEED_AUTH)
     assert sub['auth'] == {'type': 'basic', 'basic': {'username': 'myusername', 'password': SECRET_MASK}}
-    assert 'password"' not in alice.call('GET', f"/eventmatch/{sub['uuid']}").text.replace(
-        '"password": "********"', '')
+    assert 'password"' not in alice.call('GET', f'/eventmatch/{sub["uuid"]}').text.replace('"password": "********"', '')
     stored = EventMatch.get_by_id(uuid.UUID(sub['uuid']))
     assert stored.auth_dict() == SEED_AUTH
 
@@ -130,36 +151,39 @@ def test_header_auth_masked(alice):
 def test_get_one_and_list(alice):
     assert alice.call('GET').json() == []
     first, second = alice.create(name='one'), alice.create(name='two')
-    assert alice.call('GET', f"/eventmatch/{first['uuid']}").json() == first
+    assert alice.call('GET', f'/eventmatch/{first["uuid"]}').json() == first
     assert alice.call('GET').json() == [first, second]
 
 
 def test_update_seed_example(alice):
     sub = alice.create()
-    resp = alice.call('PUT', f"/eventmatch/{sub['uuid']}", {'target_url': 'http://api.example.com/receive'})
+    resp = alice.call('PUT', f'/eventmatch/{sub["uuid"]}', {'target_url': 'http://api.example.com/receive'})
     assert resp.status_code == 200, resp.text
     new = resp.json()
     assert new['target_url'] == 'http://api.example.com/receive'
     assert new['updated'] > sub['updated']
     assert {k: v for k, v in new.items() if k not in ('target_url', 'updated')} == {
-        k: v for k, v in sub.items() if k not in ('target_url', 'updated')}
-    assert alice.call('GET', f"/eventmatch/{sub['uuid']}").json() == new
+        k: v for k, v in sub.items() if k not in ('target_url', 'updated')
+    }
+    assert alice.call('GET', f'/eventmatch/{sub["uuid"]}').json() == new
 
 
 def test_update_every_editable_field(alice):
     sub = alice.create()
-    change = {'name': 'renamed', 'jsonpath': '$.data[*][?(@.mimetype = "text/plain")]',
-              'auth': {'type': 'header', 'header': {'type': 'Token', 'credentials': 'abc'}},
-              'extensions': {'comExampleExtension': 'mine'}}
-    new = alice.call('PUT', f"/eventmatch/{sub['uuid']}", change).json()
-    assert (new['name'], new['jsonpath'], new['extensions']) == (
-        'renamed', change['jsonpath'], change['extensions'])
+    change = {
+        'name': 'renamed',
+        'jsonpath': '$.data[*][?(@.mimetype = "text/plain")]',
+        'auth': {'type': 'header', 'header': {'type': 'Token', 'credentials': 'abc'}},
+        'extensions': {'comExampleExtension': 'mine'},
+    }
+    new = alice.call('PUT', f'/eventmatch/{sub["uuid"]}', change).json()
+    assert (new['name'], new['jsonpath'], new['extensions']) == ('renamed', change['jsonpath'], change['extensions'])
     assert new['auth']['header'] == {'type': 'Token', 'credentials': SECRET_MASK}
 
 
 def test_put_back_what_get_returned_keeps_the_secret(alice):
     sub = alice.create(auth=SEED_AUTH)
-    resp = alice.call('PUT', f"/eventmatch/{sub['uuid']}", {**sub, 'name': 'again'})
+    resp = alice.call('PUT', f'/eventmatch/{sub["uuid"]}', {**sub, 'name': 'again'})
     assert resp.status_code == 200, resp.text
     assert EventMatch.get_by_id(uuid.UUID(sub['uuid'])).auth_dict() == SEED_AUTH
 
@@ -167,43 +191,45 @@ def test_put_back_what_get_returned_keeps_the_secret(alice):
 def test_reenable_a_disabled_subscription(alice):
     sub = alice.create()
     EventMatch.update(disabled=datetime(2020, 1, 1), error='target answered 500').where(
-        EventMatch.uuid == uuid.UUID(sub['uuid'])).execute()
-    shown = alice.call('GET', f"/eventmatch/{sub['uuid']}").json()
+        EventMatch.uuid == uuid.UUID(sub['uuid'])
+    ).execute()
+    shown = alice.call('GET', f'/eventmatch/{sub["uuid"]}').json()
     assert (shown['disabled'], shown['error']) == ('2020-01-01T00:00:00', 'target answered 500')
-    new = alice.call('PUT', f"/eventmatch/{sub['uuid']}", {'disabled': None, 'error': None}).json()
+    new = alice.call('PUT', f'/eventmatch/{sub["uuid"]}', {'disabled': None, 'error': None}).json()
     assert (new['disabled'], new['error']) == (None, None)
 
 
 def test_delete_seed_example(alice):
     sub = alice.create()
-    resp = alice.call('DELETE', f"/eventmatch/{sub['uuid']}")
+    resp = alice.call('DELETE', f'/eventmatch/{sub["uuid"]}')
     assert resp.status_code == 200
     assert resp.json()['deleted'] is not None
-    assert_json_error(alice.call('GET', f"/eventmatch/{sub['uuid']}"), 403)
-    assert_json_error(alice.call('PUT', f"/eventmatch/{sub['uuid']}", {'name': 'x'}), 403)
-    assert_json_error(alice.call('DELETE', f"/eventmatch/{sub['uuid']}"), 403)
+    assert_json_error(alice.call('GET', f'/eventmatch/{sub["uuid"]}'), 403)
+    assert_json_error(alice.call('PUT', f'/eventmatch/{sub["uuid"]}', {'name': 'x'}), 403)
+    assert_json_error(alice.call('DELETE', f'/eventmatch/{sub["uuid"]}'), 403)
     assert alice.call('GET').json() == []
     assert EventMatch.get_by_id(uuid.UUID(sub['uuid'])).deleted is not None
 
 
 def test_users_cannot_see_or_touch_each_other(alice, bob):
     mine = alice.create()
-    path = f"/eventmatch/{mine['uuid']}"
+    path = f'/eventmatch/{mine["uuid"]}'
     missing = f'/eventmatch/{uuid.uuid4()}'
     for method, body in (('GET', None), ('PUT', {'name': 'stolen'}), ('DELETE', None)):
         other, absent = bob.call(method, path, body), bob.call(method, missing, body)
         assert_json_error(other, 403)
-        assert other.json()['message'].replace(mine['uuid'], 'X') == \
-            absent.json()['message'].replace(missing.rsplit('/', 1)[1], 'X')
+        assert other.json()['message'].replace(mine['uuid'], 'X') == absent.json()['message'].replace(
+            missing.rsplit('/', 1)[1], 'X'
+        )
     assert bob.call('GET').json() == []
     assert alice.call('GET', path).json() == mine
 
 
 def test_put_cannot_hand_over_a_subscription(alice, bob):
     sub = alice.create()
-    resp = alice.call('PUT', f"/eventmatch/{sub['uuid']}", {'user': bob.headers['Http-Remote-User']})
+    resp = alice.call('PUT', f'/eventmatch/{sub["uuid"]}', {'user': bob.headers['Http-Remote-User']})
     assert_json_error(resp, 400, 'read-only field(s) cannot be set: user')
-    assert alice.call('GET', f"/eventmatch/{sub['uuid']}").json() == sub
+    assert alice.call('GET', f'/eventmatch/{sub["uuid"]}').json() == sub
 
 
 def test_no_user_header_means_default_user(api):
@@ -226,8 +252,10 @@ BAD_CREATES = [
     ({**SEED_CREATE, 'auth': {'type': 'digest'}}, 'auth.type:'),
     ({**SEED_CREATE, 'auth': {'basic': {'username': 'u', 'password': 'p'}}}, "auth: needs a 'type'"),
     ({**SEED_CREATE, 'auth': {'type': 'basic', 'basic': {'username': 'u'}}}, "'password' is a required property"),
-    ({**SEED_CREATE, 'auth': {'type': 'header', 'header': {'type': 'Bearer', 'credentials': 'a\r\nX: y'}}},
-     'contains characters not allowed'),
+    (
+        {**SEED_CREATE, 'auth': {'type': 'header', 'header': {'type': 'Bearer', 'credentials': 'a\r\nX: y'}}},
+        'contains characters not allowed',
+    ),
     ({**SEED_CREATE, 'uuid': str(uuid.uuid4())}, 'read-only field(s) cannot be set: uuid'),
     ({**SEED_CREATE, 'user': 'someone', 'version': 'v9'}, 'read-only field(s) cannot be set: user, version'),
     ({**SEED_CREATE, 'disabled': '2020-01-01T00:00:00'}, 'disabled: can only be set to null'),
@@ -240,14 +268,17 @@ def test_create_rejects(alice, body, message):
     assert alice.call('GET').json() == []
 
 
-@pytest.mark.parametrize('raw, content_type, status, message', [
-    (b'{"name": ', 'application/json', 400, 'body is not valid JSON'),
-    (b'[1, 2]', 'application/json', 400, 'body must be a JSON object, not list'),
-    (b'"text"', 'application/json', 400, 'body must be a JSON object, not str'),
-    (b'{"a": NaN}', 'application/json', 400, 'NaN is not valid JSON'),
-    (b'{"name": "\xff"}', 'application/json', 400, 'body is not valid UTF-8'),
-    (b'name=x', 'application/x-www-form-urlencoded', 415, 'Content-Type must be application/json'),
-])
+@pytest.mark.parametrize(
+    'raw, content_type, status, message',
+    [
+        (b'{"name": ', 'application/json', 400, 'body is not valid JSON'),
+        (b'[1, 2]', 'application/json', 400, 'body must be a JSON object, not list'),
+        (b'"text"', 'application/json', 400, 'body must be a JSON object, not str'),
+        (b'{"a": NaN}', 'application/json', 400, 'NaN is not valid JSON'),
+        (b'{"name": "\xff"}', 'application/json', 400, 'body is not valid UTF-8'),
+        (b'name=x', 'application/x-www-form-urlencoded', 415, 'Content-Type must be application/json'),
+    ],
+)
 def test_bodies_that_are_not_json_objects(alice, raw, content_type, status, message):
     for path in ('/eventmatch', '/receive'):
         assert_json_error(alice.call('POST', path, raw=raw, content_type=content_type), status, message)
@@ -255,7 +286,7 @@ def test_bodies_that_are_not_json_objects(alice, raw, content_type, status, mess
 
 def test_put_rejects_and_changes_nothing(alice):
     sub = alice.create()
-    path = f"/eventmatch/{sub['uuid']}"
+    path = f'/eventmatch/{sub["uuid"]}'
     assert_json_error(alice.call('PUT', path, {'jsonpath': '$['}), 400, 'jsonpath')
     assert_json_error(alice.call('PUT', path, {'created': '2001-01-01T00:00:00'}), 400, 'created')
     assert_json_error(alice.call('PUT', path, raw=b'[]'), 400, 'JSON object')
@@ -284,9 +315,15 @@ def test_deeply_nested_body_is_400(alice):
     assert_json_error(alice.call('POST', '/receive', raw=raw), 400, 'nests deeper')
 
 
-@pytest.mark.parametrize('content_type', [
-    'application/json', 'application/json; charset=utf-8', 'application/cloudevents+json',
-    'application/cloudevents+json; charset=UTF-8'])
+@pytest.mark.parametrize(
+    'content_type',
+    [
+        'application/json',
+        'application/json; charset=utf-8',
+        'application/cloudevents+json',
+        'application/cloudevents+json; charset=UTF-8',
+    ],
+)
 def test_receive_stores_the_event(alice, content_type):
     raw = (FIXTURES / 'metadata-ingest-event.json').read_bytes()
     resp = alice.call('POST', '/receive', raw=raw, content_type=content_type)
@@ -315,8 +352,9 @@ def post_event(client: Client, event: dict) -> dict:
     return resp.json()
 
 
-@pytest.mark.parametrize('id_field, version', [('eventID', {'cloudEventsVersion': '0.1'}),
-                                               ('id', {'specversion': '1.0'})])
+@pytest.mark.parametrize(
+    'id_field, version', [('eventID', {'cloudEventsVersion': '0.1'}), ('id', {'specversion': '1.0'})]
+)
 def test_an_event_posted_twice_is_stored_once(alice, id_field, version):
     event = {**version, id_field: uuid.uuid4().hex, 'source': '/pacifica/metadata/ingest', 'data': [1]}
     first = post_event(alice, event)
@@ -328,9 +366,11 @@ def test_an_event_posted_twice_is_stored_once(alice, id_field, version):
 
 def test_same_id_from_another_source_or_no_id_is_a_new_event(alice):
     ident = uuid.uuid4().hex
-    answers = [post_event(alice, {'eventID': ident, 'source': '/a'}),
-               post_event(alice, {'eventID': ident, 'source': '/b'}),
-               post_event(alice, {'source': '/a', 'data': []}),
-               post_event(alice, {'source': '/a', 'data': []})]
+    answers = [
+        post_event(alice, {'eventID': ident, 'source': '/a'}),
+        post_event(alice, {'eventID': ident, 'source': '/b'}),
+        post_event(alice, {'source': '/a', 'data': []}),
+        post_event(alice, {'source': '/a', 'data': []}),
+    ]
     assert not any(answer['duplicate'] for answer in answers)
     assert len({answer['uuid'] for answer in answers}) == 4

@@ -4,6 +4,7 @@ Events go in through ``POST /receive``; a ``celery -A pacifica.notifications.tas
 worker`` process matches them, asks the test policy server and delivers to the
 catch-all target server, retrying on a short schedule (0.2 s, then 0.4 s).
 """
+
 from __future__ import annotations
 
 import base64
@@ -34,7 +35,8 @@ from .procs import celery_worker, free_port, notifications_server, wait_until
 CONSUMER_JSONPATH = (
     '$[?(@["eventID"] and (@["eventType"] = "org.pacifica.metadata.ingest") and '
     '(@["source"] = "/pacifica/metadata/ingest"))]["data"][*][?((@["destinationTable"] = "Files") '
-    'and (@["mimetype"] = "text/plain"))]["_id"]')
+    'and (@["mimetype"] = "text/plain"))]["_id"]'
+)
 EVENT = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
 
 
@@ -52,15 +54,21 @@ class Stack:
         OrmSync.update_tables()
         self.db.close()
         self.policy, self.target = Recorder(), Recorder()
-        self.env = child_env({**make_env(folder, make_db_url(folder)), 'POLICY_URL': self.policy.url,
-                              'RETRY_SCHEDULE': '0.2,0.4', 'CONNECT_TIMEOUT': '1', 'READ_TIMEOUT': '1'})
+        self.env = child_env(
+            {
+                **make_env(folder, make_db_url(folder)),
+                'POLICY_URL': self.policy.url,
+                'RETRY_SCHEDULE': '0.2,0.4',
+                'CONNECT_TIMEOUT': '1',
+                'READ_TIMEOUT': '1',
+            }
+        )
         self.api = notifications_server(self.env, folder / 'api.log', '--no-worker').wait_ready()
         self.worker = celery_worker(self.env, folder / 'worker.log')
 
     def subscribe(self, user: str, **fields) -> dict:
         body = {'name': 'sub', 'jsonpath': 'data', **fields}
-        resp = requests.post(self.api.url + '/eventmatch', json=body, timeout=10,
-                             headers={'Http-Remote-User': user})
+        resp = requests.post(self.api.url + '/eventmatch', json=body, timeout=10, headers={'Http-Remote-User': user})
         assert resp.status_code == 200, resp.text
         return resp.json()
 
@@ -101,12 +109,17 @@ def rows_of(sub: dict) -> list[EventLogMatch]:
 
 def settled(sub: dict, count: int = 1):
     """Wait until ``count`` log rows of the subscription have a target or final policy answer."""
+
     def done():
         rows = rows_of(sub)
-        final = [r for r in rows if r.target_status_code not in (None, SENDING)
-                 or (r.policy_status_code or '').startswith('4')]
+        final = [
+            r
+            for r in rows
+            if r.target_status_code not in (None, SENDING) or (r.policy_status_code or '').startswith('4')
+        ]
         return rows if len(final) >= count else None
-    return wait_until(done, 30, what=f"subscription {sub['uuid']} to settle")
+
+    return wait_until(done, 30, what=f'subscription {sub["uuid"]} to settle')
 
 
 def fetched(sub: dict) -> EventMatch:
@@ -116,8 +129,9 @@ def fetched(sub: dict) -> EventMatch:
 def test_seed_consumer_jsonpath_routes_the_fixture_event(stack, case):
     user, path = case
     wanted = stack.subscribe(user, jsonpath=CONSUMER_JSONPATH, target_url=stack.target.url + path)
-    unwanted = stack.subscribe(user, jsonpath=CONSUMER_JSONPATH.replace('text/plain', 'image/png'),
-                               target_url=stack.target.url + path + '/png')
+    unwanted = stack.subscribe(
+        user, jsonpath=CONSUMER_JSONPATH.replace('text/plain', 'image/png'), target_url=stack.target.url + path + '/png'
+    )
     event = fresh_event()
     event_uuid = stack.post_event(event)
     settled(wanted)
@@ -126,16 +140,22 @@ def test_seed_consumer_jsonpath_routes_the_fixture_event(stack, case):
     assert stack.target.calls(path + '/png') == [] and rows_of(unwanted) == []
     shown = run_cmd(stack.env, 'eventget', event_uuid).stdout.splitlines()
     assert shown[0] == f'Event - {event_uuid}'
-    assert shown[2].startswith(f"    ELM {wanted['uuid']} (") and shown[2].endswith(') policy 200 target 200')
+    assert shown[2].startswith(f'    ELM {wanted["uuid"]} (') and shown[2].endswith(') policy 200 target 200')
 
 
 def test_auth_extensions_and_headers_reach_the_target(stack, case):
     user, path = case
-    basic = stack.subscribe(user, target_url=stack.target.url + path + '/basic',
-                            auth={'type': 'basic', 'basic': {'username': 'me', 'password': 'pw'}},
-                            extensions={'comExampleExtension': 'mine', 'added': 1})
-    header = stack.subscribe(user, target_url=stack.target.url + path + '/header',
-                             auth={'type': 'header', 'header': {'type': 'Bearer', 'credentials': 't0k'}})
+    basic = stack.subscribe(
+        user,
+        target_url=stack.target.url + path + '/basic',
+        auth={'type': 'basic', 'basic': {'username': 'me', 'password': 'pw'}},
+        extensions={'comExampleExtension': 'mine', 'added': 1},
+    )
+    header = stack.subscribe(
+        user,
+        target_url=stack.target.url + path + '/header',
+        auth={'type': 'header', 'header': {'type': 'Bearer', 'credentials': 't0k'}},
+    )
     stack.post_event()
     settled(basic), settled(header)
     (got_basic,) = stack.target.calls(path + '/basic')
@@ -209,12 +229,16 @@ def test_target_refusal_disables_at_once(stack, case, status, kind):
     assert len(stack.target.calls(path)) == 1
 
 
-@pytest.mark.parametrize('answers', [
-    [Answer(503), Answer(500), Answer(200)],
-    [Answer(429, headers={'Retry-After': '1'}), Answer(200)],
-    [Answer(408), Answer(200)],
-    [Answer(200, delay=1.5), Answer(200)],
-], ids=['5xx', '429-retry-after', '408', 'slow'])
+@pytest.mark.parametrize(
+    'answers',
+    [
+        [Answer(503), Answer(500), Answer(200)],
+        [Answer(429, headers={'Retry-After': '1'}), Answer(200)],
+        [Answer(408), Answer(200)],
+        [Answer(200, delay=1.5), Answer(200)],
+    ],
+    ids=['5xx', '429-retry-after', '408', 'slow'],
+)
 def test_target_trouble_is_retried_then_delivered(stack, case, answers):
     user, path = case
     stack.target.script(path, *answers)
@@ -246,8 +270,12 @@ def test_eventretry_delivers_after_reenabling(stack, case):
     sub = stack.subscribe(user, target_url=stack.target.url + path)
     event_uuid = stack.post_event()
     wait_until(lambda: fetched(sub).disabled, 30, what='subscription disabled')
-    resp = requests.put(f"{stack.api.url}/eventmatch/{sub['uuid']}", json={'disabled': None, 'error': None},
-                        headers={'Http-Remote-User': user}, timeout=10)
+    resp = requests.put(
+        f'{stack.api.url}/eventmatch/{sub["uuid"]}',
+        json={'disabled': None, 'error': None},
+        headers={'Http-Remote-User': user},
+        timeout=10,
+    )
     assert resp.status_code == 200
     done = run_cmd(stack.env, 'eventretry', event_uuid, '--wait', '30')
     assert done.returncode == 0, done.stderr

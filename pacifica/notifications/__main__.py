@@ -1,5 +1,6 @@
 """Command line entry points: ``pacifica-notifications`` (the server) and
 ``pacifica-notifications-cmd`` (administration)."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,10 @@ def _dbchk(args: argparse.Namespace) -> int:
     good = NotificationSystem.is_equal() if args.equal else NotificationSystem.is_safe()
     if good:
         return 0
-    print(f'{CMD}: schema is {version[0]}.{version[1]}, code needs {SCHEMA_MAJOR}.{SCHEMA_MINOR}; '
-          f'run {CMD} dbsync', file=sys.stderr)
+    print(
+        f'{CMD}: schema is {version[0]}.{version[1]}, code needs {SCHEMA_MAJOR}.{SCHEMA_MINOR}; run {CMD} dbsync',
+        file=sys.stderr,
+    )
     return -1
 
 
@@ -50,9 +53,11 @@ def _require_schema() -> None:
 def _eventget(args: argparse.Namespace) -> int:
     _require_schema()
     events = eventlog.select_events(
-        eventlog.parse_uuids(args.events), args.limit,
+        eventlog.parse_uuids(args.events),
+        args.limit,
         eventlog.parse_date(args.start_date, args.date_format),
-        eventlog.parse_date(args.end_date, args.date_format))
+        eventlog.parse_date(args.end_date, args.date_format),
+    )
     for event in events:
         print(eventlog.format_event(event))
     return 0
@@ -94,15 +99,17 @@ def _eventretry(args: argparse.Namespace) -> int:
 
 
 def _add_config(parser: argparse.ArgumentParser, default) -> None:
-    parser.add_argument('-c', '--config', default=default, metavar='CONFIG',
-                        help='service INI file (default: $NOTIFICATIONS_CONFIG)')
+    parser.add_argument(
+        '-c', '--config', default=default, metavar='CONFIG', help='service INI file (default: $NOTIFICATIONS_CONFIG)'
+    )
 
 
 def _add_dates(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('events', nargs='*', metavar='UUID', help='event UUIDs')
     parser.add_argument('--limit', type=int, default=None, help='at most this many events')
-    parser.add_argument('--date-format', default=eventlog.DATE_FORMAT,
-                        help='strptime format of the dates (default: %(default)r, UTC)')
+    parser.add_argument(
+        '--date-format', default=eventlog.DATE_FORMAT, help='strptime format of the dates (default: %(default)r, UTC)'
+    )
 
 
 def cmd_parser() -> argparse.ArgumentParser:
@@ -127,14 +134,20 @@ def cmd_parser() -> argparse.ArgumentParser:
     purge = command('eventpurge', _eventpurge, 'delete logged events and their matches')
     _add_dates(purge)
     purge.add_argument('--older-than-date', help='events received before this date')
-    retry = command('eventretry', _eventretry,
-                    'dispatch logged events again; deliveries already made are not repeated')
+    retry = command('eventretry', _eventretry, 'dispatch logged events again; deliveries already made are not repeated')
     retry.add_argument('events', nargs='*', metavar='UUID', help='event UUIDs')
-    retry.add_argument('--pending', action='store_true',
-                       help='first queue again all unfinished work now (what the recovery sweep '
-                            'would queue once it is due)')
-    retry.add_argument('--wait', type=float, default=0, metavar='SECONDS',
-                       help='then wait up to this long for every delivery and print the outcome')
+    retry.add_argument(
+        '--pending',
+        action='store_true',
+        help='first queue again all unfinished work now (what the recovery sweep would queue once it is due)',
+    )
+    retry.add_argument(
+        '--wait',
+        type=float,
+        default=0,
+        metavar='SECONDS',
+        help='then wait up to this long for every delivery and print the outcome',
+    )
     return parser
 
 
@@ -180,17 +193,22 @@ def cmd_main() -> None:
 def server_parser() -> argparse.ArgumentParser:
     """Build the parser for ``pacifica-notifications``."""
     parser = argparse.ArgumentParser(prog=SERVER, description='Run the notifications server.')
-    parser.add_argument('-c', '--config', '--cpconfig', dest='config', default=CHERRYPY_CONFIG,
-                        help='cherrypy config file')
+    parser.add_argument(
+        '-c', '--config', '--cpconfig', dest='config', default=CHERRYPY_CONFIG, help='cherrypy config file'
+    )
     parser.add_argument('-p', '--port', type=int, default=None, help='port to listen on')
     parser.add_argument('-a', '--address', default=None, help='address to listen on')
-    parser.add_argument('--notifications-config', metavar='FILE', default=None,
-                        help='service INI file (default: $NOTIFICATIONS_CONFIG)')
-    parser.add_argument('--no-worker', dest='worker', action='store_false',
-                        help='on the embedded broker, do not start a worker (run '
-                             '"celery -A pacifica.notifications.tasks worker" yourself)')
-    parser.add_argument('--stop-after-a-moment', dest='stop_later', action='store_true',
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--notifications-config', metavar='FILE', default=None, help='service INI file (default: $NOTIFICATIONS_CONFIG)'
+    )
+    parser.add_argument(
+        '--no-worker',
+        dest='worker',
+        action='store_false',
+        help='on the embedded broker, do not start a worker (run '
+        '"celery -A pacifica.notifications.tasks worker" yourself)',
+    )
+    parser.add_argument('--stop-after-a-moment', dest='stop_later', action='store_true', help=argparse.SUPPRESS)
     return parser
 
 
@@ -207,8 +225,9 @@ def main(*argv: str) -> int:
         set_config_file(args.notifications_config)
     check_settings()
     check_database()
-    serve(args.config, args.address, args.port, args.worker,
-          stop_after=STOP_AFTER_A_MOMENT if args.stop_later else None)
+    serve(
+        args.config, args.address, args.port, args.worker, stop_after=STOP_AFTER_A_MOMENT if args.stop_later else None
+    )
     return 0
 
 

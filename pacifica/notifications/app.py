@@ -4,6 +4,7 @@ Database connections are opened and closed here, once per request, by two
 hooks; handlers never manage them.  Starting a process around it is
 :mod:`server`'s job.
 """
+
 from __future__ import annotations
 
 import cherrypy

@@ -14,6 +14,7 @@ are dropped without a word to the server: the socket under each is first
 pointed at ``/dev/null``, so that closing it cannot send the server the
 "terminate" that would end the parent's session.
 """
+
 from __future__ import annotations
 
 import os

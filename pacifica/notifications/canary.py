@@ -8,6 +8,7 @@ each worker keeps one message in a queue nobody consumes, ``<queue>.canary``
 it gone when it connects knows the broker forgot, puts a new one there, and
 queues all unfinished work again from the log.
 """
+
 from __future__ import annotations
 
 from celery import Celery
@@ -29,6 +30,12 @@ def broker_remembers(app: Celery) -> bool:
         if count:
             return True
         with conn.Producer() as producer:
-            producer.publish({'canary': True}, exchange='', routing_key=queue.name,
-                             delivery_mode=2, serializer='json', declare=[queue])
+            producer.publish(
+                {'canary': True},
+                exchange='',
+                routing_key=queue.name,
+                delivery_mode=2,
+                serializer='json',
+                declare=[queue],
+            )
         return False

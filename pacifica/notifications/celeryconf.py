@@ -4,6 +4,7 @@ With no ``broker_url`` configured the embedded default is used: kombu's
 filesystem transport in the data folder, which needs no server and keeps
 queued work across restarts.  Results are never kept: nothing reads them.
 """
+
 from __future__ import annotations
 
 from . import transports
@@ -34,8 +35,12 @@ def _transport_options(url: str) -> dict:
         folder = data_dir() / 'broker'
         for name in ('queue', 'control'):
             (folder / name).mkdir(parents=True, exist_ok=True)
-        return {'data_folder_in': str(folder / 'queue'), 'data_folder_out': str(folder / 'queue'),
-                'control_folder': str(folder / 'control'), 'polling_interval': 0.05}
+        return {
+            'data_folder_in': str(folder / 'queue'),
+            'data_folder_out': str(folder / 'queue'),
+            'control_folder': str(folder / 'control'),
+            'polling_interval': 0.05,
+        }
     if url.startswith(('redis', 'rediss')):
         # Unacknowledged work returns to the queue after this long; it must
         # outlast the longest scheduled retry or the retry would run twice.
@@ -44,9 +49,13 @@ def _transport_options(url: str) -> dict:
         # must not wait for ever on a connection that is gone.
         # Every few seconds each consumer says it is alive and gives back
         # what silent ones held (see redis_transport).
-        return {'visibility_timeout': max([3600.0, *settings().retry_schedule]) * 2,
-                'health_check_interval': 5, 'socket_timeout': 15, 'socket_connect_timeout': 5,
-                'unacked_restore_interval': 5}
+        return {
+            'visibility_timeout': max([3600.0, *settings().retry_schedule]) * 2,
+            'health_check_interval': 5,
+            'socket_timeout': 15,
+            'socket_connect_timeout': 5,
+            'unacked_restore_interval': 5,
+        }
     return {}
 
 

@@ -11,6 +11,7 @@ worker and each command validate the whole configuration once, at start
 (:func:`settings`), and refuse with one line naming the key, the value and
 what is expected; code then reads typed values from :class:`Settings`.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,6 +34,7 @@ class ConfigError(Exception):
 
 # -- value types: each parses the text of a setting or raises ValueError saying what is expected --
 
+
 def text(value: str) -> str:
     """Any text."""
     return value
@@ -47,8 +49,11 @@ def name(value: str) -> str:
 
 def number(minimum: float, maximum: float | None = None, integer: bool = False) -> Callable[[str], Any]:
     """A number in ``[minimum, maximum]`` (an integer if ``integer``)."""
-    what = ('a whole number' if integer else 'a number') + f' of at least {minimum:g}' + (
-        f' and at most {maximum:g}' if maximum is not None else '')
+    what = (
+        ('a whole number' if integer else 'a number')
+        + f' of at least {minimum:g}'
+        + (f' and at most {maximum:g}' if maximum is not None else '')
+    )
 
     def parse(value: str) -> float | int:
         try:
@@ -58,6 +63,7 @@ def number(minimum: float, maximum: float | None = None, integer: bool = False) 
         if not parsed >= minimum or (maximum is not None and parsed > maximum):
             raise ValueError(what)
         return parsed
+
     parse.__doc__ = what
     return parse
 
@@ -79,7 +85,7 @@ def seconds_list(value: str) -> tuple[float, ...]:
 
 def url(*schemes: str, optional: bool = True) -> Callable[[str], str]:
     """A URL with one of ``schemes`` (any scheme if none is named); empty if ``optional``."""
-    what = 'a URL' + (f" starting {' or '.join(f'{scheme}://' for scheme in schemes)}" if schemes else '')
+    what = 'a URL' + (f' starting {" or ".join(f"{scheme}://" for scheme in schemes)}' if schemes else '')
 
     def parse(value: str) -> str:
         if not value and optional:
@@ -91,6 +97,7 @@ def url(*schemes: str, optional: bool = True) -> Callable[[str], str]:
         if not parsed.scheme or (schemes and parsed.scheme not in schemes):
             raise ValueError(what)
         return value
+
     parse.__doc__ = what + (' (or empty)' if optional else '')
     return parse
 
@@ -109,38 +116,127 @@ class Setting:
 
 #: Every configuration key.  A default of '' means "not set": the help says what that implies.
 SETTINGS: tuple[Setting, ...] = (
-    Setting('DEFAULT', 'default_user', 'DEFAULT_USER', 'anonymous', name,
-            'The user assumed when a request carries no user header.'),
-    Setting('notifications', 'policy_url', 'POLICY_URL', '', url('http', 'https'),
-            'The policy server endpoint to query. Unset, the policy step is skipped: set it in production.'),
-    Setting('notifications', 'user_header', 'USER_HEADER', 'Http-Remote-User', name,
-            'The request header naming the remote user.'),
-    Setting('notifications', 'max_request_bytes', 'MAX_REQUEST_BYTES', str(1024 * 1024),
-            number(1024, 2**30, integer=True), 'Largest request body accepted; larger bodies get 413.'),
-    Setting('notifications', 'retry_schedule', 'RETRY_SCHEDULE', '5,30,120,600,1800,3600', seconds_list,
-            'Seconds to wait after each failed attempt; empty: the first failure disables.'),
-    Setting('notifications', 'connect_timeout', 'CONNECT_TIMEOUT', '5', number(0.001, 3600),
-            'Seconds to wait for a connection to the policy server or a target.'),
-    Setting('notifications', 'read_timeout', 'READ_TIMEOUT', '30', number(0.001, 3600),
-            'Seconds to wait for an answer from the policy server or a target.'),
-    Setting('notifications', 'max_logged_body', 'MAX_LOGGED_BODY', '4096', number(0, 2**24, integer=True),
-            'Bytes of a reply kept in the log.'),
-    Setting('notifications', 'recover_after', 'RECOVER_AFTER', '300', number(1, 7 * 86400),
-            'Seconds queued work may wait before the recovery sweep presumes it lost and queues it again.'),
-    Setting('notifications', 'sweep_interval', 'SWEEP_INTERVAL', '30', number(0, 86400),
-            'Seconds between two recovery sweeps of one worker; 0 turns them off.'),
-    Setting('celery', 'broker_url', 'BROKER_URL', '', url(),
-            'The broker: pyamqp://, redis://... Unset: the embedded broker in the data folder.'),
-    Setting('celery', 'backend_url', 'BACKEND_URL', '', url(),
-            'Where task results are kept. Unset: they are not kept (nothing reads them).'),
-    Setting('celery', 'queue', 'CELERY_QUEUE', 'pacifica-notifications', name,
-            'The queue the tasks go through.'),
-    Setting('database', 'peewee_url', 'PEEWEE_URL', '', url(),
-            'The database, as a peewee URL. Unset: a SQLite file in the data folder.'),
-    Setting('database', 'connect_attempts', 'DATABASE_CONNECT_ATTEMPTS', '10', number(1, 10000, integer=True),
-            'Attempts to connect to the database at start before giving up.'),
-    Setting('database', 'connect_wait', 'DATABASE_CONNECT_WAIT', '20', number(0, 3600),
-            'Seconds between two attempts to connect to the database at start.'),
+    Setting(
+        'DEFAULT',
+        'default_user',
+        'DEFAULT_USER',
+        'anonymous',
+        name,
+        'The user assumed when a request carries no user header.',
+    ),
+    Setting(
+        'notifications',
+        'policy_url',
+        'POLICY_URL',
+        '',
+        url('http', 'https'),
+        'The policy server endpoint to query. Unset, the policy step is skipped: set it in production.',
+    ),
+    Setting(
+        'notifications',
+        'user_header',
+        'USER_HEADER',
+        'Http-Remote-User',
+        name,
+        'The request header naming the remote user.',
+    ),
+    Setting(
+        'notifications',
+        'max_request_bytes',
+        'MAX_REQUEST_BYTES',
+        str(1024 * 1024),
+        number(1024, 2**30, integer=True),
+        'Largest request body accepted; larger bodies get 413.',
+    ),
+    Setting(
+        'notifications',
+        'retry_schedule',
+        'RETRY_SCHEDULE',
+        '5,30,120,600,1800,3600',
+        seconds_list,
+        'Seconds to wait after each failed attempt; empty: the first failure disables.',
+    ),
+    Setting(
+        'notifications',
+        'connect_timeout',
+        'CONNECT_TIMEOUT',
+        '5',
+        number(0.001, 3600),
+        'Seconds to wait for a connection to the policy server or a target.',
+    ),
+    Setting(
+        'notifications',
+        'read_timeout',
+        'READ_TIMEOUT',
+        '30',
+        number(0.001, 3600),
+        'Seconds to wait for an answer from the policy server or a target.',
+    ),
+    Setting(
+        'notifications',
+        'max_logged_body',
+        'MAX_LOGGED_BODY',
+        '4096',
+        number(0, 2**24, integer=True),
+        'Bytes of a reply kept in the log.',
+    ),
+    Setting(
+        'notifications',
+        'recover_after',
+        'RECOVER_AFTER',
+        '300',
+        number(1, 7 * 86400),
+        'Seconds queued work may wait before the recovery sweep presumes it lost and queues it again.',
+    ),
+    Setting(
+        'notifications',
+        'sweep_interval',
+        'SWEEP_INTERVAL',
+        '30',
+        number(0, 86400),
+        'Seconds between two recovery sweeps of one worker; 0 turns them off.',
+    ),
+    Setting(
+        'celery',
+        'broker_url',
+        'BROKER_URL',
+        '',
+        url(),
+        'The broker: pyamqp://, redis://... Unset: the embedded broker in the data folder.',
+    ),
+    Setting(
+        'celery',
+        'backend_url',
+        'BACKEND_URL',
+        '',
+        url(),
+        'Where task results are kept. Unset: they are not kept (nothing reads them).',
+    ),
+    Setting('celery', 'queue', 'CELERY_QUEUE', 'pacifica-notifications', name, 'The queue the tasks go through.'),
+    Setting(
+        'database',
+        'peewee_url',
+        'PEEWEE_URL',
+        '',
+        url(),
+        'The database, as a peewee URL. Unset: a SQLite file in the data folder.',
+    ),
+    Setting(
+        'database',
+        'connect_attempts',
+        'DATABASE_CONNECT_ATTEMPTS',
+        '10',
+        number(1, 10000, integer=True),
+        'Attempts to connect to the database at start before giving up.',
+    ),
+    Setting(
+        'database',
+        'connect_wait',
+        'DATABASE_CONNECT_WAIT',
+        '20',
+        number(0, 3600),
+        'Seconds between two attempts to connect to the database at start.',
+    ),
 )
 
 
@@ -226,8 +322,7 @@ def settings() -> Settings:
         try:
             values[setting.key] = setting.parse(raw)
         except ValueError as exc:
-            raise ConfigError(f'[{setting.section}] {setting.key} ({setting.env}) = {raw!r}: '
-                              f'expected {exc}') from None
+            raise ConfigError(f'[{setting.section}] {setting.key} ({setting.env}) = {raw!r}: expected {exc}') from None
     return Settings(**{field.name: values[field.name] for field in fields(Settings)})
 
 

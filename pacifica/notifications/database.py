@@ -5,6 +5,7 @@ the ``sqliteext`` scheme; it is accepted here as plain SQLite.  Server
 databases (PostgreSQL, MySQL/MariaDB) are always pooled: a new server
 connection per request or task costs far more than the work itself.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -50,13 +51,15 @@ def require_driver(url: str) -> None:
     scheme = urlparse(url).scheme.split('+', 1)[0]
     modules, extra = DRIVERS.get(scheme, ((), ''))
     if modules and not any(importlib.util.find_spec(module) for module in modules):
-        raise ConfigError(f"[database] peewee_url {scheme}:// needs the {modules[0]} package: "
-                          f"pip install 'pacifica-notifications[{extra}]'")
+        raise ConfigError(
+            f'[database] peewee_url {scheme}:// needs the {modules[0]} package: '
+            f"pip install 'pacifica-notifications[{extra}]'"
+        )
 
 
 def embedded_url() -> str:
     """Return the URL of the embedded default: a SQLite file in the data folder."""
-    return f"sqlite:///{data_dir() / 'notifications.sqlite3'}"
+    return f'sqlite:///{data_dir() / "notifications.sqlite3"}'
 
 
 def configured_url() -> str:

@@ -6,6 +6,7 @@ redirects, reads at most ``max_logged_body`` bytes of the answer, and
 returns a plain :class:`Reply` instead of raising: deciding what a reply
 means is :mod:`verdicts`' job, and the database is not touched here.
 """
+
 from __future__ import annotations
 
 import json
@@ -87,18 +88,19 @@ def _read_bounded(resp: requests.Response, limit: int) -> str:
     return data[:limit].decode(resp.encoding or 'utf-8', errors='replace')
 
 
-def post_json(url: str, payload: dict, headers: dict | None = None,
-              auth: tuple[str, str] | None = None) -> Reply:
+def post_json(url: str, payload: dict, headers: dict | None = None, auth: tuple[str, str] | None = None) -> Reply:
     """POST ``payload`` as JSON and return what happened, never raising for network trouble."""
     config = settings()
     timeout, limit = (config.connect_timeout, config.read_timeout), config.max_logged_body
     body = json.dumps(payload, ensure_ascii=False).encode('utf-8')
     all_headers = {'Content-Type': 'application/json', **(headers or {})}
     try:
-        with session().post(url, data=body, headers=all_headers, auth=auth, timeout=timeout,
-                            allow_redirects=False, stream=True) as resp:
-            return Reply(resp.status_code, _read_bounded(resp, limit),
-                         parse_retry_after(resp.headers.get('Retry-After')))
+        with session().post(
+            url, data=body, headers=all_headers, auth=auth, timeout=timeout, allow_redirects=False, stream=True
+        ) as resp:
+            return Reply(
+                resp.status_code, _read_bounded(resp, limit), parse_retry_after(resp.headers.get('Retry-After'))
+            )
     except requests.Timeout as exc:
         return Reply(None, '', error=f'timeout: {exc}')
     except requests.ConnectionError as exc:
@@ -109,7 +111,7 @@ def post_json(url: str, payload: dict, headers: dict | None = None,
 
 def ask_policy(policy_url: str, user: str, event: dict) -> Reply:
     """Ask ``POST {policy_url}/events/{user}`` whether ``user`` may see ``event``."""
-    return post_json(f"{policy_url.rstrip('/')}/events/{quote(user, safe='')}", event)
+    return post_json(f'{policy_url.rstrip("/")}/events/{quote(user, safe="")}', event)
 
 
 def event_auth_to_requests(auth: dict, headers: dict) -> tuple[str, str] | None:
@@ -117,7 +119,7 @@ def event_auth_to_requests(auth: dict, headers: dict) -> tuple[str, str] | None:
     if auth.get('type') == 'basic':
         return (auth['basic']['username'], auth['basic']['password'])
     if auth.get('type') == 'header':
-        headers['Authorization'] = f"{auth['header']['type']} {auth['header']['credentials']}"
+        headers['Authorization'] = f'{auth["header"]["type"]} {auth["header"]["credentials"]}'
     return None
 
 

@@ -18,6 +18,7 @@ An event's work is **finished** when it and all its matches have no due
 time (:func:`finished`); ``eventpurge`` keeps unfinished events and
 ``eventretry --wait`` waits for them.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -88,8 +89,10 @@ class Claimed:
 
     def describe(self) -> str:
         """Say what was claimed, for logs and the command line."""
-        return (f'{len(self.events)} event(s) to dispatch, {len(self.asks)} policy question(s), '
-                f'{len(self.deliveries)} deliveries')
+        return (
+            f'{len(self.events)} event(s) to dispatch, {len(self.asks)} policy question(s), '
+            f'{len(self.deliveries)} deliveries'
+        )
 
     def merge(self, other: Claimed) -> None:
         """Add another batch's work to this one."""
@@ -115,8 +118,7 @@ def _claim_batch(cutoff: datetime, limit: int, after: tuple | None, keep_schedul
     now = utcnow()
     claimed = Claimed()
     events = EventLog.select(EventLog.uuid, EventLog.retry_at).where(EventLog.retry_at <= cutoff)
-    rows = (EventLogMatch.select(EventLogMatch, EventMatch).join(EventMatch)
-            .where(EventLogMatch.retry_at <= cutoff))
+    rows = EventLogMatch.select(EventLogMatch, EventMatch).join(EventMatch).where(EventLogMatch.retry_at <= cutoff)
     if after is None:
         events, rows = events.order_by(EventLog.retry_at), rows.order_by(EventLogMatch.retry_at)
     else:

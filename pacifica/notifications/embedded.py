@@ -5,6 +5,7 @@ so ``pacifica-notifications`` runs one worker process beside the web server,
 starts it again should it die, and stops it when the server stops (Ctrl-C,
 SIGTERM).  Work a dead worker held is queued again by the recovery sweep.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -12,9 +13,22 @@ import sys
 
 from cherrypy.process.plugins import Monitor, SimplePlugin
 
-WORKER_ARGS = ['-m', 'celery', '-A', 'pacifica.notifications.tasks', 'worker',
-               '--pool', 'threads', '--concurrency', '8', '--loglevel', 'INFO',
-               '--without-gossip', '--without-mingle', '--without-heartbeat']
+WORKER_ARGS = [
+    '-m',
+    'celery',
+    '-A',
+    'pacifica.notifications.tasks',
+    'worker',
+    '--pool',
+    'threads',
+    '--concurrency',
+    '8',
+    '--loglevel',
+    'INFO',
+    '--without-gossip',
+    '--without-mingle',
+    '--without-heartbeat',
+]
 
 
 class EmbeddedWorker(SimplePlugin):

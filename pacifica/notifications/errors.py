@@ -1,4 +1,5 @@
 """Errors a client caused, each carrying the HTTP status it deserves."""
+
 from __future__ import annotations
 
 

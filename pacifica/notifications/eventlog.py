@@ -3,6 +3,7 @@
 Plain functions shared by the command line (and anything else) so that the
 rules of what is shown and what may be deleted live in one place.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,11 +56,15 @@ def require_known(uuids: list[uuid.UUID]) -> None:
     found = {row.uuid for row in EventLog.select(EventLog.uuid).where(EventLog.uuid.in_(uuids))}
     missing = [str(value) for value in uuids if value not in found]
     if missing:
-        raise EventLogError(f"no such event: {', '.join(missing)}")
+        raise EventLogError(f'no such event: {", ".join(missing)}')
 
 
-def select_events(uuids: list[uuid.UUID] | None = None, limit: int | None = None,
-                  start: datetime | None = None, end: datetime | None = None) -> Iterator[EventLog]:
+def select_events(
+    uuids: list[uuid.UUID] | None = None,
+    limit: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Iterator[EventLog]:
     """Yield logged events, oldest first, filtered by uuid and creation time."""
     if start and end and start > end:
         raise EventLogError(f'start date {start} is after end date {end}')
@@ -98,7 +103,8 @@ def format_event(event: EventLog) -> str:
     for match in matches:
         lines.append(
             f'    ELM {match.event_match_id} ({match.created.isoformat()}) '
-            f'policy {_code(match.policy_status_code)} target {_code(match.target_status_code)}')
+            f'policy {_code(match.policy_status_code)} target {_code(match.target_status_code)}'
+        )
     return '\n'.join(lines)
 
 
@@ -116,8 +122,12 @@ def count_unfinished(uuids: list[uuid.UUID] | None = None, older_than: datetime 
     return _purge_query(uuids, older_than).where(~due.finished()).count()
 
 
-def purge_events(uuids: list[uuid.UUID] | None = None, older_than: datetime | None = None,
-                 limit: int | None = None, batch: int = PURGE_BATCH) -> int:
+def purge_events(
+    uuids: list[uuid.UUID] | None = None,
+    older_than: datetime | None = None,
+    limit: int | None = None,
+    batch: int = PURGE_BATCH,
+) -> int:
     """Delete events and their match rows, oldest first; return how many events went.
 
     At least one of ``uuids`` and ``older_than`` is required, so that a bare
@@ -132,8 +142,9 @@ def purge_events(uuids: list[uuid.UUID] | None = None, older_than: datetime | No
     deleted = 0
     while limit is None or deleted < limit:
         size = batch if limit is None else min(batch, limit - deleted)
-        query = _purge_query(uuids, older_than).where(due.finished()).order_by(
-            EventLog.created, EventLog.uuid).limit(size)
+        query = (
+            _purge_query(uuids, older_than).where(due.finished()).order_by(EventLog.created, EventLog.uuid).limit(size)
+        )
         with BaseModel.atomic():
             ids = [row.uuid for row in query]
             if not ids:

@@ -12,6 +12,7 @@
   silent for :data:`OWNER_TTL` seconds) moves those messages back into the
   queue, marked redelivered.
 """
+
 from __future__ import annotations
 
 import logging

@@ -3,6 +3,7 @@
 These are the names every other module refers to; the keys, their defaults
 and types, and the values themselves are :mod:`pacifica.notifications.config`'s.
 """
+
 from __future__ import annotations
 
 import os

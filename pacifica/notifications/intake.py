@@ -4,6 +4,7 @@ The event is committed to the log before the request is answered, and only
 then queued; the log, not the broker, is the source of truth.  An event the
 broker never got stays due in the log until the recovery sweep queues it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,8 +52,9 @@ def store_event(event: dict) -> Received:
     key = dedup_key(event)
     try:
         with BaseModel.atomic():
-            row = EventLog.create(jsondata=json.dumps(event, ensure_ascii=False), dedup_key=key,
-                                  retry_at=due.deadline())
+            row = EventLog.create(
+                jsondata=json.dumps(event, ensure_ascii=False), dedup_key=key, retry_at=due.deadline()
+            )
     except IntegrityError:
         first = EventLog.get_or_none(EventLog.dedup_key == key) if key else None
         if first is None:

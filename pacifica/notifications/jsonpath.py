@@ -10,6 +10,7 @@ they follow: ``$.data[*][?(@.mimetype = "text/plain")]`` filters the items of
 the ``data`` list, while ``$.data[?(...)]`` tests the list itself and matches
 nothing.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

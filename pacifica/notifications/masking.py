@@ -1,4 +1,5 @@
 """Secrets in a subscription's auth settings: kept for delivery, never shown back."""
+
 from __future__ import annotations
 
 #: What a response shows instead of a stored password or credential.

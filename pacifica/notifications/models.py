@@ -5,6 +5,7 @@ which binds itself to the configured database on first use.  The rules about
 a row (is a subscription live, is a log row's work finished) are written
 here once, in Python and, where queries need them, as SQL expressions.
 """
+
 from __future__ import annotations
 
 import json
@@ -245,5 +246,3 @@ def tables_match_models() -> bool:
         if not {field.column_name for field in model._meta.sorted_fields} <= columns:
             return False
     return True
-
-

@@ -5,6 +5,7 @@ its own (:mod:`binding`, :mod:`models`, :mod:`schema`) and is imported here
 under the seed's names.  Importing touches no database: ``DB`` binds itself
 to the configured database on first use.
 """
+
 from __future__ import annotations
 
 from .binding import DB, bind_database
@@ -54,10 +55,14 @@ def eventget(args) -> bool:
     when there are none, ``start``, ``end`` (datetimes) and ``limit``.
     """
     from . import eventlog  # eventlog builds on the models
+
     uuids = eventlog.parse_uuids(str(value) for value in getattr(args, 'events', None) or [])
-    found = eventlog.select_events(uuids, None if uuids else getattr(args, 'limit', None),
-                                   None if uuids else getattr(args, 'start', None),
-                                   None if uuids else getattr(args, 'end', None))
+    found = eventlog.select_events(
+        uuids,
+        None if uuids else getattr(args, 'limit', None),
+        None if uuids else getattr(args, 'start', None),
+        None if uuids else getattr(args, 'end', None),
+    )
     for event in found:
         print(eventlog.format_event(event))
     return True
@@ -70,6 +75,7 @@ def eventpurge(args) -> bool:
     ``older_than`` (a datetime).  Events whose work is not done are kept.
     """
     from . import eventlog  # eventlog builds on the models
+
     uuids = eventlog.parse_uuids(str(value) for value in getattr(args, 'events', None) or [])
     eventlog.purge_events(uuids, None if uuids else getattr(args, 'older_than', None))
     return True

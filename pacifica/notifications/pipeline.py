@@ -5,6 +5,7 @@ work, records the outcome, and returns the :class:`Work` that follows; the
 Celery tasks in :mod:`tasks` only run steps and enqueue what they return, so
 every step can also run (and be tested) without a worker.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ from .models import POLICY_SKIPPED, SENDING, BaseModel, EventLog, EventLogMatch,
 from .verdicts import Verdict, policy_verdict, retry_delay, target_verdict
 
 LOG = logging.getLogger(__name__)
+
 
 @dataclass
 class Work:
@@ -86,15 +88,17 @@ def create_log_match(eventmatch: EventMatch, event_log_uuid, policy_resp: Reply 
 
 def update_log_match(elm_uuid, target_resp: Reply, retry_at: datetime | None = None) -> None:
     """Record the target's reply on the log row, and when it is next due (None: finished)."""
-    EventLogMatch.update(target_status_code=target_resp.code, target_resp_body=target_resp.body,
-                         retry_at=retry_at).where(EventLogMatch.uuid == elm_uuid).execute()
+    EventLogMatch.update(
+        target_status_code=target_resp.code, target_resp_body=target_resp.body, retry_at=retry_at
+    ).where(EventLogMatch.uuid == elm_uuid).execute()
 
 
 def disable_eventmatch(eventmatch_uuid, error: str) -> None:
     """Disable the subscription, saying why, until its owner re-enables it."""
     now = utcnow()
     EventMatch.update(disabled=now, updated=now, error=error[:2000]).where(
-        (EventMatch.uuid == eventmatch_uuid) & EventMatch.disabled.is_null()).execute()
+        (EventMatch.uuid == eventmatch_uuid) & EventMatch.disabled.is_null()
+    ).execute()
     LOG.warning('disabled subscription %s: %s', eventmatch_uuid, error)
 
 
@@ -108,12 +112,16 @@ def dispatch_orm_event(orm_event: EventLog) -> dict[str, list[EventLogMatch]]:
     if not matched:
         return {}
     EventLogMatch.insert_many(
-        [{'uuid': uuid.uuid4(), 'event_log': orm_event.uuid, 'event_match': sub.uuid, 'created': utcnow()}
-         for sub in matched]).on_conflict_ignore().execute()
+        [
+            {'uuid': uuid.uuid4(), 'event_log': orm_event.uuid, 'event_match': sub.uuid, 'created': utcnow()}
+            for sub in matched
+        ]
+    ).on_conflict_ignore().execute()
     users = {sub.uuid: sub.user for sub in matched}
     pending: dict[str, list[EventLogMatch]] = defaultdict(list)
     for row in EventLogMatch.select().where(
-            (EventLogMatch.event_log == orm_event.uuid) & EventLogMatch.event_match.in_(list(users))):
+        (EventLogMatch.event_log == orm_event.uuid) & EventLogMatch.event_match.in_(list(users))
+    ):
         if not row.is_delivered():
             pending[users[row.event_match_id]].append(row)
     return dict(pending)
@@ -139,9 +147,11 @@ def dispatch(event_uuid: str) -> Work:
 
 
 def _pending_rows(event_uuid: str, user: str) -> list[EventLogMatch]:
-    query = (EventLogMatch.select(EventLogMatch, EventMatch).join(EventMatch)
-             .where((EventLogMatch.event_log == event_uuid) & (EventMatch.user == user)
-                    & EventMatch.live()))
+    query = (
+        EventLogMatch.select(EventLogMatch, EventMatch)
+        .join(EventMatch)
+        .where((EventLogMatch.event_log == event_uuid) & (EventMatch.user == user) & EventMatch.live())
+    )
     return [row for row in query if not row.is_delivered()]
 
 
@@ -166,8 +176,7 @@ def query_policy(event_uuid: str, user: str, attempt: int = 1) -> Work:
     if delay is not None:
         return Work(retry_in=delay)
     for row in rows:
-        disable_eventmatch(row.event_match_id,
-                           f'policy server {reply.describe()}; gave up after {attempt} attempt(s)')
+        disable_eventmatch(row.event_match_id, f'policy server {reply.describe()}; gave up after {attempt} attempt(s)')
     return Work()
 
 
@@ -182,10 +191,17 @@ def _take_attempt(row: EventLogMatch, attempt: int, retake: bool = False) -> boo
     takeable = EventLogMatch.attempts == attempt - 1
     if retake:
         takeable |= (EventLogMatch.attempts == attempt) & (EventLogMatch.target_status_code == SENDING)
-    return EventLogMatch.update(
-        attempts=attempt, last_attempt=utcnow(), retry_at=due.deadline(settings().in_flight),
-        target_status_code=SENDING,
-    ).where((EventLogMatch.uuid == row.uuid) & takeable).execute() == 1
+    return (
+        EventLogMatch.update(
+            attempts=attempt,
+            last_attempt=utcnow(),
+            retry_at=due.deadline(settings().in_flight),
+            target_status_code=SENDING,
+        )
+        .where((EventLogMatch.uuid == row.uuid) & takeable)
+        .execute()
+        == 1
+    )
 
 
 def route_event(elm_uuid: str, attempt: int = 1, retake: bool = False) -> Work:
@@ -194,8 +210,14 @@ def route_event(elm_uuid: str, attempt: int = 1, retake: bool = False) -> Work:
     ``retake``: this task's message was delivered before, to a worker that
     died or lost its broker connection before finishing it.
     """
-    row = (EventLogMatch.select(EventLogMatch, EventMatch, EventLog).join(EventMatch)
-           .switch(EventLogMatch).join(EventLog).where(EventLogMatch.uuid == elm_uuid).first())
+    row = (
+        EventLogMatch.select(EventLogMatch, EventMatch, EventLog)
+        .join(EventMatch)
+        .switch(EventLogMatch)
+        .join(EventLog)
+        .where(EventLogMatch.uuid == elm_uuid)
+        .first()
+    )
     if row is None:
         return Work()
     sub = row.event_match

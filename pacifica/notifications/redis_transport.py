@@ -16,6 +16,7 @@
 Imported by kombu only when a ``redis://`` broker is configured: it needs the
 ``redis`` package (``pip install 'pacifica-notifications[redis]'``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,16 +53,17 @@ class QoS(redis.QoS):
         record = dumps([message._raw, delivery['exchange'], delivery['routing_key']])
         now = time()
         with self.pipe_or_acquire() as pipe:
-            (pipe.zadd(self.unacked_index_key, {delivery_tag: now})
-             .hset(self.unacked_key, delivery_tag, record)
-             .sadd(self.held_key(self.owner), delivery_tag)
-             .zadd(self.owners_key, {self.owner: now})
-             .execute())
+            (
+                pipe.zadd(self.unacked_index_key, {delivery_tag: now})
+                .hset(self.unacked_key, delivery_tag, record)
+                .sadd(self.held_key(self.owner), delivery_tag)
+                .zadd(self.owners_key, {self.owner: now})
+                .execute()
+            )
         virtual.QoS.append(self, message, delivery_tag)
 
     def _remove_from_indices(self, delivery_tag, pipe=None):
-        return super()._remove_from_indices(delivery_tag, pipe).srem(
-            self.held_key(self.owner), delivery_tag)
+        return super()._remove_from_indices(delivery_tag, pipe).srem(self.held_key(self.owner), delivery_tag)
 
     def ack(self, delivery_tag):
         try:
@@ -87,8 +89,12 @@ class QoS(redis.QoS):
         try:
             super().restore_unacked(client)
         except Exception as exc:  # noqa: BLE001 - whatever the lost connection raised
-            LOG.warning('could not give back %d held message(s) at close (%r); '
-                        'they return after %.0f s', len(self._delivered), exc, self.owner_ttl)
+            LOG.warning(
+                'could not give back %d held message(s) at close (%r); they return after %.0f s',
+                len(self._delivered),
+                exc,
+                self.owner_ttl,
+            )
             self._delivered.clear()
 
     def restore_visible(self, start=0, num=10, interval=10):

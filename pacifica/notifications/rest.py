@@ -4,6 +4,7 @@ Handlers turn HTTP into calls on :mod:`subscriptions` and :mod:`intake` and
 their results back into JSON; every error, expected or not, leaves as a JSON
 object with ``status`` and ``message``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -69,8 +70,7 @@ def read_json_object() -> dict:
     """Read the request body as a JSON object, or raise a :class:`ClientError` saying why."""
     content_type = cherrypy.request.headers.get('Content-Type', '')
     if content_type.split(';', 1)[0].strip().lower() not in JSON_TYPES:
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, not {content_type or 'missing'!r}")
+        raise UnsupportedMediaType(f'Content-Type must be application/json, not {content_type or "missing"!r}')
     raw = cherrypy.request.body.read()
     try:
         body = json.loads(raw.decode('utf-8'), parse_constant=_reject_constant, parse_float=_finite_float)
@@ -100,12 +100,14 @@ def get_remote_user() -> str:
 
 def client_errors(handler):
     """Turn :class:`ClientError` from a handler into the HTTP error it names."""
+
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
         except ClientError as exc:
             raise cherrypy.HTTPError(exc.status, str(exc)) from None
+
     # CherryPy reads the handler's parameters to turn a wrong path or query
     # into 404/400; it does not follow ``__wrapped__``, so show it the real ones.
     wrapper.__signature__ = inspect.signature(handler)

@@ -1,4 +1,5 @@
 """Creating the schema and upgrading it in place, one version at a time, keeping every row."""
+
 from __future__ import annotations
 
 import time
@@ -60,8 +61,13 @@ class _NoTransaction:
 #: Columns that MySQL's 64 KiB TEXT cannot always hold, widened by the 5.0 step.
 MYSQL_LONG_TEXT = {
     'eventlog': [('jsondata', ' NOT NULL')],
-    'eventmatch': [('jsonpath', ' NOT NULL'), ('target_url', ' NOT NULL'), ('auth', ''),
-                   ('extensions', ' NOT NULL'), ('error', '')],
+    'eventmatch': [
+        ('jsonpath', ' NOT NULL'),
+        ('target_url', ' NOT NULL'),
+        ('auth', ''),
+        ('extensions', ' NOT NULL'),
+        ('error', ''),
+    ],
     'eventlogmatch': [('policy_resp_body', ''), ('target_resp_body', '')],
 }
 
@@ -103,8 +109,11 @@ class OrmSync:
     @staticmethod
     def update_1_0_to_2_0() -> None:
         """Update by adding the auth column to subscriptions."""
-        migrate(SchemaMigrator.from_database(DB.bound()).add_column(
-            EventMatch._meta.table_name, 'auth', TextField(default='{}')))
+        migrate(
+            SchemaMigrator.from_database(DB.bound()).add_column(
+                EventMatch._meta.table_name, 'auth', TextField(default='{}')
+            )
+        )
 
     @staticmethod
     def update_2_0_to_3_0() -> None:
@@ -157,9 +166,10 @@ class OrmSync:
         if current not in cls.versions:
             raise SchemaError(
                 f'database schema {current[0]}.{current[1]} is unknown to this code '
-                f'(which knows up to {SCHEMA_MAJOR}.{SCHEMA_MINOR})')
+                f'(which knows up to {SCHEMA_MAJOR}.{SCHEMA_MINOR})'
+            )
         start = cls.versions.index(current)
-        for old, new in zip(cls.versions[start:], cls.versions[start + 1:]):
+        for old, new in zip(cls.versions[start:], cls.versions[start + 1 :]):
             step = getattr(cls, f'update_{old[0]}_{old[1]}_to_{new[0]}_{new[1]}')
             with _step(database):
                 step()
@@ -194,5 +204,3 @@ def _log_tables_3_0() -> list[type[Model]]:
             table_name = EventLogMatch._meta.table_name
 
     return [EventLog30, EventLogMatch30]
-
-

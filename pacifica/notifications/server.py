@@ -3,6 +3,7 @@
 The checks raise (:class:`ConfigError`, :class:`DatabaseUnavailable`,
 :class:`SchemaError`) and :mod:`__main__` says why in one line.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,9 @@ from .schema import OrmSync, SchemaError
 
 NO_POLICY_WARNING = (
     '*** WARNING: no policy_url is configured: the policy check is SKIPPED and every matching '
-    'subscription receives every event. Set [notifications] policy_url (POLICY_URL) in production. ***')
+    'subscription receives every event. Set [notifications] policy_url (POLICY_URL) in production. ***'
+)
+
 
 def check_settings() -> None:
     """Raise :class:`ConfigError` naming the first setting the service cannot use.
@@ -47,14 +50,21 @@ def check_database() -> None:
             OrmSync.update_tables()
         if not NotificationSystem.is_safe():
             major, minor = NotificationSystem.get_version()
-            raise SchemaError(f'database schema is {major}.{minor}, this code needs {SCHEMA_MAJOR}.x; '
-                              'run pacifica-notifications-cmd dbsync')
+            raise SchemaError(
+                f'database schema is {major}.{minor}, this code needs {SCHEMA_MAJOR}.x; '
+                'run pacifica-notifications-cmd dbsync'
+            )
     finally:
         BaseModel.database_close()
 
 
-def serve(cpconfig: str = '', address: str | None = None, port: int | None = None,
-          worker: bool = True, stop_after: float | None = None) -> None:
+def serve(
+    cpconfig: str = '',
+    address: str | None = None,
+    port: int | None = None,
+    worker: bool = True,
+    stop_after: float | None = None,
+) -> None:
     """Serve the application with CherryPy's own server until stopped (SIGINT, SIGTERM).
 
     On the embedded broker the server also runs the worker that consumes it,

@@ -3,6 +3,7 @@
 The REST layer turns HTTP into calls here and :class:`ClientError` back into
 statuses; nothing here knows about HTTP.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,25 +33,33 @@ AUTH_SCHEMA = {
         'type': {'enum': sorted(AUTH_SECRETS)},
         'basic': {
             'type': 'object',
-            'properties': {'username': {'type': 'string', 'pattern': _NO_CRLF},
-                           'password': {'type': 'string', 'pattern': _NO_CRLF}},
+            'properties': {
+                'username': {'type': 'string', 'pattern': _NO_CRLF},
+                'password': {'type': 'string', 'pattern': _NO_CRLF},
+            },
             'required': ['username', 'password'],
             'additionalProperties': False,
         },
         'header': {
             'type': 'object',
-            'properties': {'type': {'type': 'string', 'pattern': r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},
-                           'credentials': {'type': 'string', 'pattern': _NO_CRLF}},
+            'properties': {
+                'type': {'type': 'string', 'pattern': r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},
+                'credentials': {'type': 'string', 'pattern': _NO_CRLF},
+            },
             'required': ['type', 'credentials'],
             'additionalProperties': False,
         },
     },
     'additionalProperties': False,
     'allOf': [
-        {'if': {'required': ['type'], 'properties': {'type': {'const': 'basic'}}},
-         'then': {'required': ['basic'], 'properties': {'header': False}}},
-        {'if': {'required': ['type'], 'properties': {'type': {'const': 'header'}}},
-         'then': {'required': ['header'], 'properties': {'basic': False}}},
+        {
+            'if': {'required': ['type'], 'properties': {'type': {'const': 'basic'}}},
+            'then': {'required': ['basic'], 'properties': {'header': False}},
+        },
+        {
+            'if': {'required': ['type'], 'properties': {'type': {'const': 'header'}}},
+            'then': {'required': ['header'], 'properties': {'basic': False}},
+        },
         {'if': {'not': {'required': ['type']}}, 'then': {'maxProperties': 0}},
     ],
 }
@@ -108,14 +117,14 @@ def validate(body: dict) -> None:
         except ValueError:
             host = None
         if host is None or url.scheme not in ('http', 'https'):
-            raise ClientError(f"target_url: {body['target_url']!r} is not an absolute http(s) URL")
+            raise ClientError(f'target_url: {body["target_url"]!r} is not an absolute http(s) URL')
 
 
 def _drop_read_only(body: dict, current: dict | None) -> dict:
     """Return ``body`` without read-only fields, refusing any that would change."""
     changed = [key for key in READ_ONLY if key in body and (current is None or body[key] != current[key])]
     if changed:
-        raise ClientError(f"read-only field(s) cannot be set: {', '.join(changed)}")
+        raise ClientError(f'read-only field(s) cannot be set: {", ".join(changed)}')
     return {key: value for key, value in body.items() if key not in READ_ONLY}
 
 
@@ -145,7 +154,7 @@ def create(user: str, body: dict) -> EventMatch:
     validate(fields)
     missing = [key for key in REQUIRED if key not in fields]
     if missing:
-        raise ClientError(f"missing required field(s): {', '.join(missing)}")
+        raise ClientError(f'missing required field(s): {", ".join(missing)}')
     now = utcnow()
     sub = EventMatch(user=user, created=now, updated=now)
     _apply(sub, fields)

@@ -6,6 +6,7 @@ starts and stops with itself, and runs a resync (:func:`tasks.recover_all`)
 as soon as one is asked for.  The thread opens its own database connection
 (connections are per thread), so it never shares one with a task.
 """
+
 from __future__ import annotations
 
 import logging

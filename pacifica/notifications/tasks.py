@@ -6,6 +6,7 @@ connection and enqueues the work the step returns.  Run workers with
 recovery sweep (:func:`recover`) every ``sweep_interval`` seconds (see
 :mod:`due` for the rule it keeps).
 """
+
 from __future__ import annotations
 
 import logging
@@ -106,9 +107,11 @@ def requeue(claimed: due.Claimed) -> None:
     What cannot be queued (the broker is down) is released, due at once
     again, and the broker client's error raised.
     """
-    jobs = ([(dispatch_event, (event,), event, [event], []) for event in claimed.events]
-            + [(query_policy, key, key, [], rows) for key, rows in claimed.asks.items()]
-            + [(route_event, item, item, [], [item[0]]) for item in claimed.deliveries])
+    jobs = (
+        [(dispatch_event, (event,), event, [event], []) for event in claimed.events]
+        + [(query_policy, key, key, [], rows) for key, rows in claimed.asks.items()]
+        + [(route_event, item, item, [], [item[0]]) for item in claimed.deliveries]
+    )
     for done, (task, args, key, _events, _rows) in enumerate(jobs):
         try:
             task.apply_async(args, countdown=claimed.wait.get(key) or None)
@@ -143,17 +146,22 @@ def recover_all(keep_schedule: bool) -> due.Claimed:
 
 def _with_connection(action: Callable[[], object]) -> Callable[[], None]:
     """Run ``action`` holding this thread's own database connection."""
+
     def run() -> None:
         BaseModel.database_connect()
         try:
             action()
         finally:
             BaseModel.database_close()
+
     return run
 
 
-worker.install(CELERY_APP, worker.Lifecycle(
-    sweep=_with_connection(recover),
-    resync=_with_connection(lambda: recover_all(keep_schedule=True)),
-    interval=lambda: settings().sweep_interval,
-))
+worker.install(
+    CELERY_APP,
+    worker.Lifecycle(
+        sweep=_with_connection(recover),
+        resync=_with_connection(lambda: recover_all(keep_schedule=True)),
+        interval=lambda: settings().sweep_interval,
+    ),
+)

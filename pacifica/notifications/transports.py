@@ -5,6 +5,7 @@ kombu imports a transport only when a connection first uses it, from the
 client libraries behind them) are imported only when configured, never by
 importing this package.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -38,10 +39,11 @@ def require_driver(url: str) -> None:
     scheme = url.split('://', 1)[0].split('+', 1)[0]
     module, extra = _DRIVERS.get(scheme, (None, None))
     if module and importlib.util.find_spec(module) is None:
-        raise ConfigError(f"[celery] broker_url {scheme}:// needs the {module} package: "
-                          f"pip install 'pacifica-notifications[{extra}]'")
+        raise ConfigError(
+            f"[celery] broker_url {scheme}:// needs the {module} package: pip install 'pacifica-notifications[{extra}]'"
+        )
 
 
 def transport_url(url: str) -> str:
     """Map a ``redis://`` URL to our Redis transport; leave any other URL alone."""
-    return REDIS_SCHEME + url[len('redis'):] if url.startswith('redis://') else url
+    return REDIS_SCHEME + url[len('redis') :] if url.startswith('redis://') else url

@@ -1,4 +1,5 @@
 """Pure decisions about replies: delivered, retry, or give up; and when to try again."""
+
 from __future__ import annotations
 
 import random
@@ -17,9 +18,9 @@ MAX_RETRY_AFTER = 86400.0
 class Verdict(Enum):
     """What a reply means for the work that asked."""
 
-    DONE = 'done'          # target took it / policy allowed
-    DENIED = 'denied'      # policy said no: logged, not delivered, not retried
-    RETRY = 'retry'        # try again on the retry schedule
+    DONE = 'done'  # target took it / policy allowed
+    DENIED = 'denied'  # policy said no: logged, not delivered, not retried
+    RETRY = 'retry'  # try again on the retry schedule
     REJECTED = 'rejected'  # target refused for good (410 Gone, any other 4xx): disable
 
 
@@ -45,8 +46,9 @@ def policy_verdict(reply: Reply) -> Verdict:
     return Verdict.RETRY
 
 
-def retry_delay(schedule: Sequence[float], attempts_made: int, retry_after: float | None = None,
-                rng: random.Random | None = None) -> float | None:
+def retry_delay(
+    schedule: Sequence[float], attempts_made: int, retry_after: float | None = None, rng: random.Random | None = None
+) -> float | None:
     """Seconds until the next attempt, or None when the schedule is spent.
 
     After attempt *n* (1-based) the wait is ``schedule[n-1]`` with ±10% jitter,

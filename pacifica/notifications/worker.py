@@ -9,6 +9,7 @@
   queues all unfinished work again at once, each piece when it was meant to
   start.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,7 @@ def _distinct_node_name(instance=None, **_kwargs) -> None:
 class Lifecycle:
     """The sweep thread of this worker process, and what asks it to resync."""
 
-    def __init__(self, sweep: Callable[[], object], resync: Callable[[], object],
-                 interval: Callable[[], float]):
+    def __init__(self, sweep: Callable[[], object], resync: Callable[[], object], interval: Callable[[], float]):
         self.sweeper = Sweeper(sweep, resync)
         self.interval = interval
 
@@ -53,8 +53,9 @@ class Lifecycle:
     def check_broker(self, app: Celery) -> None:
         """Ask for a resync if the broker forgot its queued work."""
         if not broker_remembers(app):
-            LOG.info('the broker holds no canary (new, or restarted without its data): '
-                     'queueing all unfinished work again')
+            LOG.info(
+                'the broker holds no canary (new, or restarted without its data): queueing all unfinished work again'
+            )
             self.sweeper.request_resync()
 
 

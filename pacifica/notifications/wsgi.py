@@ -5,6 +5,7 @@ serves :data:`application`.  The CherryPy file named by
 ``NOTIFICATIONS_CPCONFIG`` is applied when set.  Building the application
 connects to nothing: each request opens its database connection.
 """
+
 import cherrypy
 
 from .app import mount

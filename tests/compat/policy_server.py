@@ -7,6 +7,7 @@ Only the one call the notifications service makes is served:
 does not know makes it fail with a ``500`` JSON error.  Everything else is a
 JSON ``404``.  Stdlib only: ``python policy_server.py [--host H] [--port P]``.
 """
+
 import argparse
 import json
 import sys
@@ -48,9 +49,14 @@ class PolicyHandler(BaseHTTPRequestHandler):
             self._reply(200, {'status': 'success'})
         else:
             # pacifica-policy looks the user up and fails on an unknown one.
-            self._reply(500, {'status': '500 Internal Server Error',
-                              'message': f'user {user!r} not found',
-                              'traceback': 'IndexError: list index out of range'})
+            self._reply(
+                500,
+                {
+                    'status': '500 Internal Server Error',
+                    'message': f'user {user!r} not found',
+                    'traceback': 'IndexError: list index out of range',
+                },
+            )
 
     def do_GET(self):
         """Nothing is served by GET (the readiness probe uses POST)."""

@@ -34,6 +34,7 @@ the suite's tests, only
    the results file, and the process exits anyway, so the run cannot hang at
    interpreter exit waiting for them.
 """
+
 import json
 import os
 import sys
@@ -77,7 +78,7 @@ def celery4_argv_to_celery5(argv):
         name = token.split('=', 1)[0]
         if name in with_value:
             take = 1 if '=' in token else 2
-            global_args.extend(args[i:i + take])
+            global_args.extend(args[i : i + take])
             i += take
         elif token in flags:
             global_args.append(token)
@@ -97,8 +98,7 @@ def celery4_main(argv=None):
     args = celery4_argv_to_celery5(argv)
     sys.__stderr__.write('[compat-shim] celery {} -> celery {}\n'.format(' '.join(argv[1:]), ' '.join(args)))
     sys.__stderr__.flush()
-    _celery_cli.celery.main(args=args, prog_name='celery', standalone_mode=True,
-                            auto_envvar_prefix='CELERY')
+    _celery_cli.celery.main(args=args, prog_name='celery', standalone_mode=True, auto_envvar_prefix='CELERY')
     raise SystemExit(0)  # click's standalone mode exits by itself; be sure of it
 
 
@@ -107,8 +107,10 @@ _celery_cli.main = celery4_main
 #: The suite runs the worker in a thread, so the shim's SystemExit(0) ends that
 #: thread; pytest >= 6.2 reports any exception ending a thread, even this one
 #: (Python itself ignores it).  Only that exact case is silenced.
-_WORKER_EXIT_0 = (r'ignore:(?s)Exception in thread \S+ \(run_celery_worker\)\n.*\nSystemExit. 0\n'
-                  r':pytest.PytestUnhandledThreadExceptionWarning')
+_WORKER_EXIT_0 = (
+    r'ignore:(?s)Exception in thread \S+ \(run_celery_worker\)\n.*\nSystemExit. 0\n'
+    r':pytest.PytestUnhandledThreadExceptionWarning'
+)
 
 
 def pytest_configure(config):
@@ -159,8 +161,9 @@ def pytest_collection_finish(session):
 def pytest_collectreport(report):
     """A module that fails to import is a failure too."""
     if report.failed:
-        _record({'nodeid': report.nodeid, 'when': 'collect', 'outcome': 'failed',
-                 'message': str(report.longrepr)[-3000:]})
+        _record(
+            {'nodeid': report.nodeid, 'when': 'collect', 'outcome': 'failed', 'message': str(report.longrepr)[-3000:]}
+        )
 
 
 def _short_reason(report):
@@ -172,8 +175,12 @@ def _short_reason(report):
 
 def pytest_runtest_logreport(report):
     """Record each phase (setup, call, teardown) of each test as it ends."""
-    entry = {'nodeid': report.nodeid, 'when': report.when, 'outcome': report.outcome,
-             'duration': round(report.duration, 2)}
+    entry = {
+        'nodeid': report.nodeid,
+        'when': report.when,
+        'outcome': report.outcome,
+        'duration': round(report.duration, 2),
+    }
     if report.outcome != 'passed':
         entry['reason'] = _short_reason(report)
     _record(entry)
@@ -222,13 +229,21 @@ def pytest_unconfigure(config):
     if not alive:
         return
     out = sys.__stderr__
-    out.write(f'\n[compat-shim] {len(alive)} non-daemon thread(s) still running at the end of the run '
-              '(e.g. a Celery worker that a test could not stop); their stacks:\n')
+    out.write(
+        f'\n[compat-shim] {len(alive)} non-daemon thread(s) still running at the end of the run '
+        '(e.g. a Celery worker that a test could not stop); their stacks:\n'
+    )
     for ident, name, _daemon, frame in alive:
         out.write(f'--- thread {name!r} (ident {ident}), innermost {STACK_FRAMES} frames:\n')
         out.write(''.join(traceback.format_stack(frame)[-STACK_FRAMES:]))
-    _record({'nodeid': '<session>', 'when': 'exit', 'outcome': 'leftover-threads',
-             'threads': [name for _ident, name, _daemon, _frame in alive]})
+    _record(
+        {
+            'nodeid': '<session>',
+            'when': 'exit',
+            'outcome': 'leftover-threads',
+            'threads': [name for _ident, name, _daemon, _frame in alive],
+        }
+    )
     out.write('[compat-shim] exiting without waiting for them\n')
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:

@@ -7,6 +7,7 @@ exactly N tests ran, the tests that did not pass are exactly the allowed ones,
 and each allowed one failed in its call (its setup and teardown passed) with a
 reason matching its REGEX: for the known reason, not because something else broke.
 """
+
 import argparse
 import json
 import re
@@ -58,9 +59,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('results')
     parser.add_argument('--expected', type=int, default=30)
-    parser.add_argument('--allow', action='append', default=[], metavar='NODEID=REGEX',
-                        help='a test allowed, and expected, to fail (node id relative to the '
-                             "sdist's tests/ or root), with a regex its failure must match")
+    parser.add_argument(
+        '--allow',
+        action='append',
+        default=[],
+        metavar='NODEID=REGEX',
+        help='a test allowed, and expected, to fail (node id relative to the '
+        "sdist's tests/ or root), with a regex its failure must match",
+    )
     args = parser.parse_args()
     tests, problems = load(args.results)
 
@@ -83,15 +89,21 @@ def main():
             return False
         test = tests[nodeid]
         others_ok = all(outcome == 'passed' for when, outcome in test['phases'].items() if when != 'call')
-        return (verdict(test['phases']) == 'failed' and others_ok
-                and any(r.startswith('call failed: ') and allow[name].search(r[len('call failed: '):])
-                        for r in test['reasons']))
+        return (
+            verdict(test['phases']) == 'failed'
+            and others_ok
+            and any(
+                r.startswith('call failed: ') and allow[name].search(r[len('call failed: ') :]) for r in test['reasons']
+            )
+        )
 
     passed = [n for n, t in tests.items() if verdict(t['phases']) == 'passed']
     bad = [n for n, t in tests.items() if verdict(t['phases']) != 'passed']
     print('=' * 78)
-    print('pacifica-notifications 0.5.2 suite against our package: '
-          f'{len(tests)} collected, {len(passed)} passed, {len(bad)} not passed')
+    print(
+        'pacifica-notifications 0.5.2 suite against our package: '
+        f'{len(tests)} collected, {len(passed)} passed, {len(bad)} not passed'
+    )
     for nodeid in bad:
         if allowed(nodeid):
             tag = 'allowed'
@@ -115,18 +127,24 @@ def main():
         ok = False
     wrong = [n for n in bad if allowance(n) and not allowed(n)]
     if wrong:
-        print(f'{len(wrong)} test(s) allowed to fail did not fail for the known reason '
-              f'({"; ".join(f"{allowance(n)}: /{allow[allowance(n)].pattern}/" for n in wrong)})')
+        print(
+            f'{len(wrong)} test(s) allowed to fail did not fail for the known reason '
+            f'({"; ".join(f"{allowance(n)}: /{allow[allowance(n)].pattern}/" for n in wrong)})'
+        )
         ok = False
     missing = [a for a in allow if not any(allowance(n) == a for n in bad)]
     if missing:
-        print('allowed failure(s) passed or did not run; the allowed list must name exactly '
-              f'the tests that fail: {", ".join(missing)}')
+        print(
+            'allowed failure(s) passed or did not run; the allowed list must name exactly '
+            f'the tests that fail: {", ".join(missing)}'
+        )
         ok = False
     if problems:  # a module that did not import, or threads that would have hung the run
         ok = False
-    print(f'RESULT: {"OK" if ok else "FAILED"} '
-          f'({len(passed)}/{len(tests)} passed; allowed to fail: {", ".join(allow) or "none"})')
+    print(
+        f'RESULT: {"OK" if ok else "FAILED"} '
+        f'({len(passed)}/{len(tests)} passed; allowed to fail: {", ".join(allow) or "none"})'
+    )
     print('=' * 78)
     return 0 if ok else 1
 

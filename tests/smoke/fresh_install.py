@@ -13,6 +13,7 @@ Standard library only: run it with the system ``python3``, never with the fresh 
 Exit status 0 on success; otherwise 1, after one line ``FAIL step N (name): reason`` and the
 server's log tail.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-START_DEADLINE = 60.0      # seconds for the service to answer HTTP
-DELIVERY_DEADLINE = 60.0   # seconds for the event to reach the target
-STOP_DEADLINE = 15.0       # seconds for the whole session to exit after SIGINT
+START_DEADLINE = 60.0  # seconds for the service to answer HTTP
+DELIVERY_DEADLINE = 60.0  # seconds for the event to reach the target
+STOP_DEADLINE = 15.0  # seconds for the whole session to exit after SIGINT
 LOG_TAIL_LINES = 40
 
 # urllib must not send loopback requests through a proxy named in the caller's environment.
@@ -55,9 +56,15 @@ def proc_stat(pid: int) -> dict | None:
         raw = Path(f'/proc/{pid}/stat').read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(')') + 2:].split()   # the name may hold spaces and parentheses
-    return {'pid': pid, 'state': fields[0], 'ppid': int(fields[1]), 'pgrp': int(fields[2]),
-            'session': int(fields[3]), 'start': int(fields[19])}
+    fields = raw[raw.rindex(')') + 2 :].split()  # the name may hold spaces and parentheses
+    return {
+        'pid': pid,
+        'state': fields[0],
+        'ppid': int(fields[1]),
+        'pgrp': int(fields[2]),
+        'session': int(fields[3]),
+        'start': int(fields[19]),
+    }
 
 
 def cmdline(pid: int) -> str:
@@ -91,11 +98,13 @@ WORK_DIR = ''
 
 def describe(members: list[dict]) -> str:
     """One 'pid N [state] command line' per process, the work dir written $WORK."""
+
     def line(member):
         text = cmdline(member['pid'])
         if WORK_DIR:
             text = text.replace(WORK_DIR, '$WORK')
-        return f"pid {member['pid']} [{member['state']}] {text[:100]}"
+        return f'pid {member["pid"]} [{member["state"]}] {text[:100]}'
+
     return '; '.join(line(m) for m in members)
 
 
@@ -168,8 +177,7 @@ class Target:
         self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, name='target',
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, name='target', daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -180,8 +188,9 @@ class Target:
 # --------------------------------------------------------------------------- HTTP client
 
 
-def call(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
-         timeout: float = 10.0) -> tuple[int, bytes]:
+def call(
+    method: str, url: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 10.0
+) -> tuple[int, bytes]:
     """One request; any HTTP answer (error statuses included) is returned, not raised."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
@@ -249,12 +258,19 @@ class Run:
         self.port = free_port()
         env = {'PATH': f'{self.venv}/bin:/usr/bin:/bin', 'HOME': str(self.home)}
         with open(self.log, 'wb') as out:
-            self.proc = subprocess.Popen([str(script), '-p', str(self.port)], env=env,
-                                         cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [str(script), '-p', str(self.port)],
+                env=env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.pidfile.write_text(str(self.proc.pid))
-        self.ok(started, f'pid {self.proc.pid} (own session), port {self.port}, '
-                         f'HOME={self.home}, env: PATH and HOME only')
+        self.ok(
+            started, f'pid {self.proc.pid} (own session), port {self.port}, HOME={self.home}, env: PATH and HOME only'
+        )
 
     def start_target(self) -> None:
         started = self.begin(3, 'start target')
@@ -268,24 +284,29 @@ class Run:
         while True:
             self.server_alive()
             try:
-                status, _ = call('GET', f'http://127.0.0.1:{self.port}/eventmatch', timeout=2.0,
-                                 headers={'Http-Remote-User': 'dmlb2001'})
+                status, _ = call(
+                    'GET',
+                    f'http://127.0.0.1:{self.port}/eventmatch',
+                    timeout=2.0,
+                    headers={'Http-Remote-User': 'dmlb2001'},
+                )
                 break
             except (OSError, urllib.error.URLError) as exc:
                 last = str(getattr(exc, 'reason', exc))
             if time.monotonic() > deadline:
-                raise StepFailed(f'the server did not answer HTTP within {START_DEADLINE:.0f}s '
-                                 f'(last: {last})')
+                raise StepFailed(f'the server did not answer HTTP within {START_DEADLINE:.0f}s (last: {last})')
             time.sleep(0.1)
         self.ok(started, f'GET /eventmatch answered {status}')
 
     def subscribe(self) -> None:
         started = self.begin(4, 'create subscription')
-        body = {'name': 'smoke', 'jsonpath': 'data',
-                'target_url': f'http://127.0.0.1:{self.target.port}/receive'}
-        status, reply = call('POST', f'http://127.0.0.1:{self.port}/eventmatch',
-                             json.dumps(body).encode(),
-                             {'Http-Remote-User': 'dmlb2001', 'Content-Type': 'application/json'})
+        body = {'name': 'smoke', 'jsonpath': 'data', 'target_url': f'http://127.0.0.1:{self.target.port}/receive'}
+        status, reply = call(
+            'POST',
+            f'http://127.0.0.1:{self.port}/eventmatch',
+            json.dumps(body).encode(),
+            {'Http-Remote-User': 'dmlb2001', 'Content-Type': 'application/json'},
+        )
         text = reply.decode(errors='replace')[:300]
         if status != 200:
             raise StepFailed(f'POST /eventmatch answered {status}: {text}')
@@ -300,8 +321,9 @@ class Run:
         fixture = self.repo / 'tests' / 'fixtures' / 'events.json'
         payload = fixture.read_bytes()
         self.event_id = json.loads(payload)['eventID']
-        status, reply = call('POST', f'http://127.0.0.1:{self.port}/receive', payload,
-                             {'Content-Type': 'application/json'})
+        status, reply = call(
+            'POST', f'http://127.0.0.1:{self.port}/receive', payload, {'Content-Type': 'application/json'}
+        )
         text = reply.decode(errors='replace')[:300]
         try:
             answer = json.loads(reply)
@@ -309,8 +331,7 @@ class Run:
             answer = None
         if status != 200 or not isinstance(answer, dict) or answer.get('status') != 'accepted':
             raise StepFailed(f'POST /receive answered {status}: {text}')
-        self.ok(started, f"POST /receive -> 200 accepted, uuid {answer.get('uuid')}, "
-                         f"eventID {self.event_id}")
+        self.ok(started, f'POST /receive -> 200 accepted, uuid {answer.get("uuid")}, eventID {self.event_id}')
 
     def wait_delivery(self) -> None:
         started = self.begin(6, 'delivery')
@@ -324,15 +345,16 @@ class Run:
                     except ValueError:
                         event = None
                     if isinstance(event, dict) and event.get('eventID') == self.event_id:
-                        self.ok(started, f'target got eventID {self.event_id} on POST {path} '
-                                         f'({len(body)} bytes)')
+                        self.ok(started, f'target got eventID {self.event_id} on POST {path} ({len(body)} bytes)')
                         return
                 seen = len(self.target.received)
                 self.server_alive()
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise StepFailed(f'the target did not receive eventID {self.event_id} within '
-                                     f'{DELIVERY_DEADLINE:.0f}s ({seen} other POST(s) received)')
+                    raise StepFailed(
+                        f'the target did not receive eventID {self.event_id} within '
+                        f'{DELIVERY_DEADLINE:.0f}s ({seen} other POST(s) received)'
+                    )
                 self.target.cond.wait(min(left, 0.5))
 
     def stop(self) -> None:
@@ -343,8 +365,10 @@ class Run:
         known = {m['pid']: m['start'] for m in members}
         disposition = sigint_disposition(pid)
         say(f'     session {pid} before SIGINT: {describe(members)}')
-        say(f"     server's SIGINT disposition: {disposition}; this helper's: "
-            f"{'ignored' if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else 'not ignored'}")
+        say(
+            f"     server's SIGINT disposition: {disposition}; this helper's: "
+            f'{"ignored" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "not ignored"}'
+        )
         sent = time.monotonic()
         os.kill(pid, signal.SIGINT)
         deadline = sent + STOP_DEADLINE
@@ -354,7 +378,7 @@ class Run:
             if not left and self.proc.returncode is not None:
                 break
             if time.monotonic() > deadline:
-                note = (' (the server ignores SIGINT)' if disposition == 'ignored' else '')
+                note = ' (the server ignores SIGINT)' if disposition == 'ignored' else ''
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except OSError:
@@ -365,19 +389,26 @@ class Run:
                             os.kill(member['pid'], signal.SIGKILL)
                         except OSError:
                             pass
-                raise StepFailed(f'{len(left)} process(es) still running {STOP_DEADLINE:.0f}s '
-                                 f'after SIGINT{note}, SIGKILLed: {describe(left)}')
+                raise StepFailed(
+                    f'{len(left)} process(es) still running {STOP_DEADLINE:.0f}s '
+                    f'after SIGINT{note}, SIGKILLed: {describe(left)}'
+                )
             time.sleep(0.05)
         took = time.monotonic() - sent
-        self.ok(started, f'all {len(members)} process(es) of session {pid} exited '
-                         f'{took:.2f}s after SIGINT (server exit status {self.proc.returncode})')
+        self.ok(
+            started,
+            f'all {len(members)} process(es) of session {pid} exited '
+            f'{took:.2f}s after SIGINT (server exit status {self.proc.returncode})',
+        )
 
     def report_state(self) -> None:
         data = self.home / '.local' / 'share' / 'pacifica-notifications'
         files = sorted(p.name for p in data.iterdir()) if data.is_dir() else []
         strays = sorted(p.name for p in self.cwd.iterdir())
-        say(f"     data folder {data}: {', '.join(files) or 'missing or empty'}; "
-            f"files left in the working directory: {', '.join(strays) or 'none'}")
+        say(
+            f'     data folder {data}: {", ".join(files) or "missing or empty"}; '
+            f'files left in the working directory: {", ".join(strays) or "none"}'
+        )
 
     def cleanup(self) -> None:
         if self.target is not None:
