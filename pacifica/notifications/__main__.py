@@ -89,7 +89,7 @@ def _eventretry(args: argparse.Namespace) -> int:
         found = tasks.recover_all(keep_schedule=False)
         print(f'requeued {found.describe()}')
     for event_uuid in uuids:
-        pipeline.redispatch(event_uuid)
+        pipeline.redispatch(str(event_uuid))
         tasks.dispatch_event.delay(str(event_uuid))
         print(f'Event - {event_uuid} requeued')
     if wait:
@@ -98,7 +98,7 @@ def _eventretry(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_config(parser: argparse.ArgumentParser, default) -> None:
+def _add_config(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument(
         '-c', '--config', default=default, metavar='CONFIG', help='service INI file (default: $NOTIFICATIONS_CONFIG)'
     )

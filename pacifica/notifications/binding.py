@@ -112,11 +112,11 @@ def _inherited_connections(database: Database) -> list:
     return conns
 
 
-def _socket_fd(conn) -> int | None:
+def _socket_fd(conn: Any) -> int | None:
     """The file descriptor of a driver connection's socket, if it has one (SQLite has none)."""
     for holder in (conn, getattr(conn, '_sock', None)):  # psycopg2, then PyMySQL
         try:
-            fd = holder.fileno()
+            fd = holder.fileno()  # type: ignore[union-attr]
         except Exception:  # noqa: BLE001 - drivers differ; no socket is an answer too
             continue
         if isinstance(fd, int) and fd >= 0:

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from peewee import Expression
 
@@ -46,18 +47,20 @@ def deadline(start_in: float = 0.0) -> datetime:
     return utcnow() + timedelta(seconds=settings().recover_after + start_in)
 
 
-def start_in(due: datetime, now: datetime) -> float:
+def start_in(due: datetime | None, now: datetime) -> float:
     """Seconds until work with due time ``due`` was meant to start (the inverse of :func:`deadline`)."""
+    if due is None:
+        return 0.0
     return max(0.0, (due - now).total_seconds() - settings().recover_after)
 
 
-def mark(rows: list, due: datetime | None, **fields) -> None:
+def mark(rows: list, due: datetime | None, **fields: Any) -> None:
     """Set the due time of these log rows (None: their work is done), with any other ``fields``."""
     if rows:
         EventLogMatch.update(retry_at=due, **fields).where(EventLogMatch.uuid.in_(rows)).execute()
 
 
-def mark_event(event_uuid, due: datetime | None) -> None:
+def mark_event(event_uuid: object, due: datetime | None) -> None:
     """Set the due time of an event's dispatch (None: dispatched)."""
     EventLog.update(retry_at=due).where(EventLog.uuid == event_uuid).execute()
 
@@ -103,7 +106,7 @@ class Claimed:
         self.wait.update(other.wait)
 
 
-def _claim(model, key, due: datetime) -> bool:
+def _claim(model: type[EventLog | EventLogMatch], key: object, due: datetime | None) -> bool:
     """Take one piece of work whose due time is still ``due`` (the value read): no one took it since."""
     return model.update(retry_at=deadline()).where((model.uuid == key) & (model.retry_at == due)).execute() == 1
 
@@ -124,13 +127,13 @@ def _claim_batch(cutoff: datetime, limit: int, after: tuple | None, keep_schedul
     else:
         events = events.where(EventLog.uuid > after[0]).order_by(EventLog.uuid)
         rows = rows.where(EventLogMatch.uuid > after[1]).order_by(EventLogMatch.uuid)
-    events, rows = list(events.limit(limit)), list(rows.limit(limit))
-    for event in events:
+    events_read, rows_read = list(events.limit(limit)), list(rows.limit(limit))
+    for event in events_read:
         if _claim(EventLog, event.uuid, event.retry_at):
             claimed.events.append(str(event.uuid))
             if keep_schedule and start_in(event.retry_at, now):
                 claimed.wait[str(event.uuid)] = start_in(event.retry_at, now)
-    for row in rows:
+    for row in rows_read:
         if row.is_delivered() or not row.event_match.is_live():
             mark([row.uuid], None)
         elif _claim(EventLogMatch, row.uuid, row.retry_at):
@@ -144,7 +147,7 @@ def _claim_batch(cutoff: datetime, limit: int, after: tuple | None, keep_schedul
             wait = start_in(row.retry_at, now) if keep_schedule else 0.0
             if wait:
                 claimed.wait[key] = max(wait, claimed.wait.get(key, 0.0))
-    claimed.last = (events[-1].uuid if events else None, rows[-1].uuid if rows else None)
+    claimed.last = (events_read[-1].uuid if events_read else None, rows_read[-1].uuid if rows_read else None)
     return claimed
 
 

@@ -52,7 +52,7 @@ class EmbeddedWorker(SimplePlugin):
         self.proc = subprocess.Popen([sys.executable, *WORKER_ARGS])
         self.bus.log(f'Started embedded Celery worker (pid {self.proc.pid}).')
 
-    start.priority = 80
+    start.priority = 80  # type: ignore[attr-defined]  # CherryPy reads it
 
     def revive(self) -> None:
         """Start the worker again if it died while the engine runs."""

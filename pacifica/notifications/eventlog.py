@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+from peewee import ModelSelect
+
 from . import due
 from .models import BaseModel, EventLog, EventLogMatch
 
@@ -108,7 +110,7 @@ def format_event(event: EventLog) -> str:
     return '\n'.join(lines)
 
 
-def _purge_query(uuids: list[uuid.UUID] | None, older_than: datetime | None):
+def _purge_query(uuids: list[uuid.UUID] | None, older_than: datetime | None) -> ModelSelect[EventLog]:
     query = EventLog.select(EventLog.uuid)
     if uuids:
         query = query.where(EventLog.uuid.in_(uuids))

@@ -161,14 +161,14 @@ class Channel(filesystem.Channel):
     def holder(self) -> Holder:
         return Holder.of(Path(self.data_folder_in))
 
-    def _put(self, queue, payload, **kwargs):
+    def _put(self, queue, payload, **kwargs):  # type: ignore[override]  # as kombu.filesystem does
         name = f'{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg'
         try:
             _write_whole(Path(self.data_folder_out) / name, dumps(payload).encode('utf-8'))
         except OSError as exc:
             raise filesystem.ChannelError(f'Cannot add file {name!r} to directory') from exc
 
-    def _get(self, queue):
+    def _get(self, queue, timeout=None):
         folder = Path(self.data_folder_in)
         holder = self.holder
         wanted = f'{queue}.msg'

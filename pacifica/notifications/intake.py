@@ -28,7 +28,7 @@ class Received(NamedTuple):
     duplicate: bool
 
 
-def event_id(event: dict):
+def event_id(event: dict) -> object:
     """The CloudEvent's id: ``id`` in CloudEvents 1.0, ``eventID`` in 0.1 (None if absent)."""
     if 'specversion' in event or 'eventID' not in event:
         return event.get('id')
@@ -77,6 +77,6 @@ def receive(event: dict) -> Received:
     except Exception as exc:  # noqa: BLE001
         # Whatever the broker client raised (a refused or a reset connection
         # surface as different types), the event is safe in the log.
-        due.release([received.event.uuid], [])
+        due.release([str(received.event.uuid)], [])
         LOG.error('event %s stored but not queued (broker unavailable): %r', received.event.uuid, exc)
     return received

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
+from uuid import UUID
 
 from peewee import (
     CharField,
@@ -19,6 +20,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    ModelSelect,
     TextField,
     UUIDField,
 )
@@ -147,6 +149,9 @@ class EventLog(BaseModel):
     dedup_key = CharField(max_length=64, null=True, unique=True)
     retry_at = DateTimeField(null=True, index=True)
 
+    # The backref of EventLogMatch.event_log; declared for type checkers.
+    event_matches: ModelSelect[EventLogMatch]
+
 
 class EventLogMatch(BaseModel):
     """What happened to one event for one matching subscription."""
@@ -162,6 +167,10 @@ class EventLogMatch(BaseModel):
     attempts = IntegerField(default=0)
     last_attempt = DateTimeField(null=True)
     retry_at = DateTimeField(null=True, index=True)
+
+    # Made by peewee for the foreign keys; declared for type checkers.
+    event_log_id: UUID
+    event_match_id: UUID
 
     def is_delivered(self) -> bool:
         """Whether the target has taken this event (so it must not be sent again)."""

@@ -8,6 +8,8 @@ to the configured database on first use.
 
 from __future__ import annotations
 
+from argparse import Namespace
+
 from .binding import DB, bind_database
 from .masking import AUTH_SECRETS, SECRET_MASK, mask_auth
 from .models import (
@@ -48,7 +50,7 @@ __all__ = [
 ]
 
 
-def eventget(args) -> bool:
+def eventget(args: Namespace) -> bool:
     """Print the events ``args`` names, as ``pacifica-notifications-cmd eventget`` does.
 
     Kept for the seed's module reference: ``args`` has ``events`` (UUIDs) and,
@@ -68,7 +70,7 @@ def eventget(args) -> bool:
     return True
 
 
-def eventpurge(args) -> bool:
+def eventpurge(args: Namespace) -> bool:
     """Purge the events ``args`` names, as ``pacifica-notifications-cmd eventpurge`` does.
 
     Kept for the seed's module reference: ``args`` has ``events`` (UUIDs) or

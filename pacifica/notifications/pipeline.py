@@ -65,7 +65,7 @@ def match_subscriptions(event: dict, subs: list[EventMatch]) -> list[EventMatch]
     return matched
 
 
-def create_log_match(eventmatch: EventMatch, event_log_uuid, policy_resp: Reply | None = None) -> EventLogMatch:
+def create_log_match(eventmatch: EventMatch, event_log_uuid: object, policy_resp: Reply | None = None) -> EventLogMatch:
     """Return the one log row for this event and subscription, creating it if need be.
 
     Kept for the seed's module reference (``tasks.create_log_match``): it
@@ -86,14 +86,14 @@ def create_log_match(eventmatch: EventMatch, event_log_uuid, policy_resp: Reply 
     return row
 
 
-def update_log_match(elm_uuid, target_resp: Reply, retry_at: datetime | None = None) -> None:
+def update_log_match(elm_uuid: object, target_resp: Reply, retry_at: datetime | None = None) -> None:
     """Record the target's reply on the log row, and when it is next due (None: finished)."""
     EventLogMatch.update(
         target_status_code=target_resp.code, target_resp_body=target_resp.body, retry_at=retry_at
     ).where(EventLogMatch.uuid == elm_uuid).execute()
 
 
-def disable_eventmatch(eventmatch_uuid, error: str) -> None:
+def disable_eventmatch(eventmatch_uuid: object, error: str) -> None:
     """Disable the subscription, saying why, until its owner re-enables it."""
     now = utcnow()
     EventMatch.update(disabled=now, updated=now, error=error[:2000]).where(
@@ -159,7 +159,7 @@ def query_policy(event_uuid: str, user: str, attempt: int = 1) -> Work:
     """Step 2: one question per user and event; allowed rows go on to delivery."""
     orm_event = EventLog.get_or_none(EventLog.uuid == event_uuid)
     rows = _pending_rows(event_uuid, user) if orm_event else []
-    if not rows:
+    if orm_event is None or not rows:
         return Work()
     reply = delivery.ask_policy(settings().policy_url, user, json.loads(orm_event.jsondata))
     verdict = policy_verdict(reply)

@@ -13,12 +13,12 @@ import json
 import logging
 import re
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import cherrypy
 from peewee import InterfaceError, OperationalError
 
-from . import __version__, intake, subscriptions
+from . import __version__, intake, models, subscriptions
 from .config import settings
 from .errors import ClientError, UnsupportedMediaType
 
@@ -98,11 +98,11 @@ def get_remote_user() -> str:
     return user or config.default_user
 
 
-def client_errors(handler):
+def client_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
     """Turn :class:`ClientError` from a handler into the HTTP error it names."""
 
     @functools.wraps(handler)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return handler(*args, **kwargs)
         except ClientError as exc:
@@ -110,7 +110,7 @@ def client_errors(handler):
 
     # CherryPy reads the handler's parameters to turn a wrong path or query
     # into 404/400; it does not follow ``__wrapped__``, so show it the real ones.
-    wrapper.__signature__ = inspect.signature(handler)
+    wrapper.__signature__ = inspect.signature(handler)  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -121,13 +121,13 @@ class EventMatch:
     json_schema = subscriptions.SCHEMA
 
     @staticmethod
-    def _http_get(event_uuid: str):
+    def _http_get(event_uuid: str) -> models.EventMatch:
         """Internal get subscription by UUID (the caller's own) and return the peewee obj."""
         return subscriptions.visible(get_remote_user(), event_uuid)
 
     @cherrypy.tools.json_out()
     @client_errors
-    def GET(self, event_uuid: str | None = None):
+    def GET(self, event_uuid: str | None = None) -> dict | list[dict]:
         """Return one subscription, or the caller's live subscriptions as a list."""
         if event_uuid is None:
             return [sub.to_hash() for sub in subscriptions.live_for(get_remote_user())]
@@ -135,21 +135,21 @@ class EventMatch:
 
     @cherrypy.tools.json_out()
     @client_errors
-    def POST(self):
+    def POST(self) -> dict:
         """Create a subscription owned by the caller."""
         user = get_remote_user()
         return subscriptions.create(user, read_json_object()).to_hash()
 
     @cherrypy.tools.json_out()
     @client_errors
-    def PUT(self, event_uuid: str):
+    def PUT(self, event_uuid: str) -> dict:
         """Update the given fields of a subscription."""
         sub = self._http_get(event_uuid)
         return subscriptions.update(sub, read_json_object()).to_hash()
 
     @cherrypy.tools.json_out()
     @client_errors
-    def DELETE(self, event_uuid: str):
+    def DELETE(self, event_uuid: str) -> dict:
         """Delete the subscription (it stays in the log, marked deleted)."""
         return subscriptions.delete(self._http_get(event_uuid)).to_hash()
 
@@ -162,7 +162,7 @@ class ReceiveEvent:
 
     @cherrypy.tools.json_out()
     @client_errors
-    def POST(self):
+    def POST(self) -> dict:
         """Store the event before answering, then hand it to the pipeline.
 
         An event posted again (same ``source`` and id) is not stored twice:

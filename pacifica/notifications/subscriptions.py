@@ -11,7 +11,7 @@ import uuid
 from urllib.parse import urlparse
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from jsonschema.exceptions import ValidationError, best_match
 
 from .errors import ClientError, NotVisible
 from .jsonpath import JsonPathError
@@ -82,7 +82,7 @@ SCHEMA = {
 _VALIDATOR = Draft202012Validator(SCHEMA)
 
 
-def _schema_message(error) -> str:
+def _schema_message(error: ValidationError) -> str:
     where = '.'.join(str(part) for part in error.absolute_path) or 'body'
     if error.validator == 'maxProperties':
         return f"{where}: needs a 'type' ('basic' or 'header'), or must be {{}}"

@@ -93,7 +93,7 @@ def query_policy(event_uuid: str, user: str, attempt: int = 1) -> None:
 
 
 @CELERY_APP.task(name='pacifica.notifications.route_event', bind=True)
-def route_event(self, elm_uuid: str, attempt: int = 1) -> None:
+def route_event(self: Task, elm_uuid: str, attempt: int = 1) -> None:
     """Deliver an event to one subscription's target (attempt number ``attempt``)."""
     redelivered = bool((self.request.delivery_info or {}).get('redelivered'))
     work = pipeline.route_event(elm_uuid, attempt, retake=redelivered)
@@ -107,7 +107,7 @@ def requeue(claimed: due.Claimed) -> None:
     What cannot be queued (the broker is down) is released, due at once
     again, and the broker client's error raised.
     """
-    jobs = (
+    jobs: list[tuple[Task, tuple, object, list[str], list[str]]] = (
         [(dispatch_event, (event,), event, [event], []) for event in claimed.events]
         + [(query_policy, key, key, [], rows) for key, rows in claimed.asks.items()]
         + [(route_event, item, item, [], [item[0]]) for item in claimed.deliveries]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable
+from typing import Any, Callable
 
 from celery import Celery, bootsteps
 from celery.signals import celeryd_init, worker_ready, worker_shutdown
@@ -26,7 +26,7 @@ from .sweeper import Sweeper
 LOG = logging.getLogger(__name__)
 
 
-def _distinct_node_name(instance=None, **_kwargs) -> None:
+def _distinct_node_name(instance: Any = None, **_kwargs: Any) -> None:
     """Name a worker ``celery.<pid>@<host>`` unless ``-n`` names it.
 
     Remote control reaches each worker through a queue named after its node
@@ -44,10 +44,10 @@ class Lifecycle:
         self.sweeper = Sweeper(sweep, resync)
         self.interval = interval
 
-    def start(self, **_kwargs) -> None:
+    def start(self, **_kwargs: Any) -> None:
         self.sweeper.start(self.interval())
 
-    def stop(self, **_kwargs) -> None:
+    def stop(self, **_kwargs: Any) -> None:
         self.sweeper.stop()
 
     def check_broker(self, app: Celery) -> None:
@@ -67,7 +67,7 @@ def install(app: Celery, lifecycle: Lifecycle) -> None:
 
         requires = ('celery.worker.consumer.connection:Connection',)
 
-        def start(self, parent) -> None:
+        def start(self, parent: Any) -> None:
             try:
                 lifecycle.check_broker(parent.app)
             except Exception:
