@@ -160,6 +160,7 @@ def test_bad_database_urls(url, message):
 SERVER = ['-m', 'pacifica.notifications', '-p', '1']
 WORKER = ['-m', 'celery', '-A', 'pacifica.notifications.tasks', 'worker']
 COMMAND = ['-c', 'from pacifica.notifications.__main__ import cmd_main; cmd_main()', 'dbchk']
+WSGI = ['-c', 'import pacifica.notifications.wsgi']  # as uWSGI loads it
 
 STOPPED_AT_START = [
     # a driver that is not installed (hidden from the child): the extra that installs it
@@ -172,6 +173,7 @@ STOPPED_AT_START = [
     (None, {'SWEEP_INTERVAL': 'often'}, WORKER, "sweep_interval (SWEEP_INTERVAL) = 'often': expected"),
     (None, {'MAX_REQUEST_BYTES': '1e'}, COMMAND, "max_request_bytes (MAX_REQUEST_BYTES) = '1e': expected"),
     (None, {'PEEWEE_URL': 'oracle://x/y'}, SERVER, "peewee_url 'oracle://x/y': unknown scheme"),
+    (None, {'READ_TIMEOUT': '0'}, WSGI, "read_timeout (READ_TIMEOUT) = '0': expected a number of at least 0.001"),
 ]
 
 

@@ -47,12 +47,17 @@ def name(value: str) -> str:
     return value
 
 
+def _plain(value: float) -> str:
+    """A bound as people write it: 1073741824, 0.001, 3600."""
+    return str(int(value)) if float(value).is_integer() else f'{value:g}'
+
+
 def number(minimum: float, maximum: float | None = None, integer: bool = False) -> Callable[[str], Any]:
     """A number in ``[minimum, maximum]`` (an integer if ``integer``)."""
     what = (
         ('a whole number' if integer else 'a number')
-        + f' of at least {minimum:g}'
-        + (f' and at most {maximum:g}' if maximum is not None else '')
+        + f' of at least {_plain(minimum)}'
+        + (f' and at most {_plain(maximum)}' if maximum is not None else '')
     )
 
     def parse(value: str) -> float | int:

@@ -6,10 +6,20 @@ serves :data:`application`.  The CherryPy file named by
 connects to nothing: each request opens its database connection.
 """
 
+import sys
+
 import cherrypy
 
 from .app import mount
-from .globals import CHERRYPY_CONFIG
+from .config import ConfigError
+from .globals import APP_NAME, CHERRYPY_CONFIG
+from .server import check_settings
 
+try:
+    check_settings()
+except ConfigError as exc:
+    # uWSGI would print a traceback for an exception here; one line says it.
+    print(f'{APP_NAME}: cannot start: {exc}', file=sys.stderr)
+    raise SystemExit(1) from None
 cherrypy.server.unsubscribe()
 application = mount(CHERRYPY_CONFIG)
