@@ -171,6 +171,7 @@ STOPPED_AT_START = [
     # a value of the wrong type: the key, the value and what is expected
     (None, {'RECOVER_AFTER': 'soon'}, SERVER, "recover_after (RECOVER_AFTER) = 'soon': expected a number"),
     (None, {'SWEEP_INTERVAL': 'often'}, WORKER, "sweep_interval (SWEEP_INTERVAL) = 'often': expected"),
+    ('psycopg2', {'PEEWEE_URL': 'postgres://127.0.0.1:1/none'}, WORKER, 'pacifica-notifications[postgres]'),
     (None, {'MAX_REQUEST_BYTES': '1e'}, COMMAND, "max_request_bytes (MAX_REQUEST_BYTES) = '1e': expected"),
     (None, {'PEEWEE_URL': 'oracle://x/y'}, SERVER, "peewee_url 'oracle://x/y': unknown scheme"),
     (None, {'READ_TIMEOUT': '0'}, WSGI, "read_timeout (READ_TIMEOUT) = '0': expected a number of at least 0.001"),
@@ -199,3 +200,15 @@ def test_what_cannot_be_used_stops_each_process_at_start_with_one_line(service_e
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0] and 'Traceback' not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize('url', ['filesystem://', 'pacifica-filesystem://localhost/'])
+def test_a_filesystem_broker_url_gets_our_transport(service_env, configure, url):
+    import kombu
+
+    from pacifica.notifications import filesystem_transport
+    from pacifica.notifications.celeryconf import celery_settings
+
+    configure(BROKER_URL=url)
+    with kombu.Connection(celery_settings()['broker_read_url']) as conn:
+        assert isinstance(conn.transport, filesystem_transport.Transport)

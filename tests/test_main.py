@@ -208,3 +208,11 @@ def test_eventretry_pending_queues_what_is_due_and_what_is_not(synced, service_e
     assert done.stdout.strip() == ('requeued 2 event(s) to dispatch, 0 policy question(s), 0 deliveries')
     assert all(datetime(2020, 1, 1) < e.retry_at < far for e in EventLog.select())
     assert run_cmd(service_env, 'eventretry').returncode == 1
+
+
+def test_eventretry_pending_rejects_a_bad_uuid_before_requeueing_anything(synced, service_env):
+    (event,) = seed(1, datetime(2019, 1, 1))
+    EventLog.update(retry_at=datetime(2019, 1, 2)).execute()
+    done = run_cmd(service_env, 'eventretry', '--pending', 'not-a-uuid')
+    assert done.returncode == 1 and "not a UUID: 'not-a-uuid'" in done.stderr
+    assert EventLog.get_by_id(event.uuid).retry_at == datetime(2019, 1, 2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import transports
 from .config import ConfigError, data_dir, settings
+from .database import configured_url, database_from_url
 from .globals import APP_NAME
 
 EMBEDDED_BROKER = f'{transports.SCHEME}://localhost/'
@@ -74,6 +75,7 @@ def celery_settings() -> dict:
 
 def _settings() -> dict:
     config = settings()
+    database_from_url(configured_url())  # checked here too: a worker starts nowhere else
     url = broker_url()
     transports.register()
     mapped = transports.transport_url(url)
