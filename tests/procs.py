@@ -145,8 +145,9 @@ def uwsgi_server(env: dict, log: Path) -> Service:
 def celery_worker(env: dict, log: Path, concurrency: int = 4, pool: str = 'threads') -> Proc:
     """Start a worker as operators do: ``celery -A pacifica.notifications.tasks worker``.
 
-    ``pool='prefork'`` is Celery's default: worker processes forked from the main one.
+    ``pool='prefork'``: worker processes forked from the main one (``WORKER_POOL``).
     """
+    env = {**env, 'WORKER_POOL': pool}
     args = [
         script('celery'),
         '-A',

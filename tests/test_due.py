@@ -14,6 +14,7 @@ from pacifica.notifications.sweeper import Sweeper
 
 from .conftest import FIXTURES, run_cmd
 from .httpfakes import Answer
+from .test_pipeline import Later
 
 pytestmark = pytest.mark.fast
 
@@ -74,10 +75,17 @@ def _sweep_in_thread(cutoff) -> list[str]:
         EventLog._meta.database.close()
 
 
+def matched(event_uuid: str) -> None:
+    """Match an event and leave its rows due, as a worker that died before asking would."""
+    rows = pipeline.dispatch_orm_event(EventLog.get_by_id(event_uuid))
+    due.mark([row.uuid for user_rows in rows.values() for row in user_rows], due.deadline())
+    due.mark_event(event_uuid, None)
+
+
 def test_rows_resume_where_they_stopped(world):
     asked, allowed, delivered = (log_event(eventID=name) for name in ('asked', 'allowed', 'delivered'))
     for event_uuid in (asked, allowed, delivered):
-        pipeline.dispatch(event_uuid)
+        matched(event_uuid)
     rows = {str(row.event_log_id): row for row in EventLogMatch.select()}
     EventLogMatch.update(policy_status_code='200', attempts=2).where(
         EventLogMatch.event_log.in_([allowed, delivered])
@@ -92,7 +100,7 @@ def test_rows_resume_where_they_stopped(world):
 
 def test_rows_of_retired_subscriptions_are_cleared(world):
     event_uuid = log_event()
-    pipeline.dispatch(event_uuid)
+    matched(event_uuid)
     EventMatch.update(disabled=utcnow()).execute()
     overdue()
     assert not due.claim_overdue()
@@ -156,10 +164,9 @@ def test_claim_all_takes_every_piece_once_page_by_page(world):
 
 def test_a_resync_keeps_a_scheduled_retry_for_its_time(world):
     event_uuid = log_event()
-    pipeline.dispatch(event_uuid)
-    pipeline.query_policy(event_uuid, 'dmlb2001')
+    matched(event_uuid)
     (row,) = EventLogMatch.select()
-    due.mark([row.uuid], due.deadline(120))
+    due.mark([row.uuid], due.deadline(120), policy_status_code='200')
     (claimed, *_rest) = [page for page in due.claim_all(keep_schedule=True) if page]
     key = (str(row.uuid), row.attempts + 1)
     assert claimed.deliveries == [key] and 119 <= claimed.wait[key] <= 120
@@ -176,8 +183,7 @@ def test_an_event_is_finished_when_it_and_every_match_are_no_longer_due(world, p
     waiting, denied, delivering = (log_event(eventID=name) for name in ('waiting', 'denied', 'delivering'))
     assert finished_events() == set()  # not even dispatched: no match rows yet, still not finished
     policy.script('/events/dmlb2001', Answer(412, 'no'))
-    for event_uuid in (denied, delivering):
-        pipeline.dispatch(event_uuid)
-    pipeline.query_policy(denied, 'dmlb2001')
+    pipeline.dispatch(denied, Later())
+    matched(delivering)
     assert finished_events() == {denied}  # a denied match is finished
     assert waiting not in finished_events() and delivering not in finished_events()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pacifica.notifications import intake, pipeline
-from pacifica.notifications.models import POLICY_SKIPPED
+from pacifica.notifications.models import POLICY_SKIPPED, SENDING
 from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch
 
 from .conftest import FIXTURES
@@ -27,15 +27,38 @@ def log_event(event: dict = EVENT) -> str:
     return str(intake.store_event(event).event.uuid)
 
 
-def test_dispatch_twice_logs_each_pair_once(peers):
-    _, target = peers
+class Later:
+    """A scheduler that records the work handed to it instead of queueing it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def ask_later(self, event_uuid: str, user: str, attempt: int, countdown: float) -> None:
+        self.calls.append(('ask', event_uuid, user, attempt, countdown))
+
+    def deliver_later(self, elm_uuid: str, attempt: int, countdown: float) -> None:
+        self.calls.append(('deliver', elm_uuid, attempt, countdown))
+
+
+@pytest.fixture
+def later() -> Later:
+    return Later()
+
+
+def dispatch(event_uuid: str, later: Later, retake: bool = False) -> pipeline.Outcome:
+    return pipeline.dispatch(event_uuid, later, retake)
+
+
+def test_dispatch_twice_logs_each_pair_once(peers, later):
+    policy, target = peers
     hit, _miss = subscribe(target), subscribe(target, jsonpath='$.nothing')
     event_uuid = log_event()
-    assert pipeline.dispatch(event_uuid).ask == ['dmlb2001']
-    assert pipeline.dispatch(event_uuid).ask == []
+    assert dispatch(event_uuid, later).delivered == 1
+    assert dispatch(event_uuid, later).matched == 0
     pipeline.redispatch(event_uuid)
-    assert pipeline.dispatch(event_uuid).ask == ['dmlb2001']
+    assert dispatch(event_uuid, later).matched == 0  # delivered already: nothing left to do
     assert [row.event_match_id for row in EventLogMatch.select()] == [hit.uuid]
+    assert len(policy.calls()) == 1 and len(target.calls('/t')) == 1
 
 
 def due(event_uuid: str) -> tuple:
@@ -44,108 +67,140 @@ def due(event_uuid: str) -> tuple:
     return (EventLog.get_by_id(event_uuid).retry_at, *rows)
 
 
-def test_work_is_due_until_it_is_done(peers):
-    _, target = peers
-    subscribe(target)
+def test_an_events_whole_common_path_runs_in_one_call(peers, later):
+    policy, target = peers
+    for user in ('alice', 'bob'):
+        subscribe(target, user=user, path=f'/{user}/1')
+        subscribe(target, user=user, path=f'/{user}/2')
     event_uuid = log_event()
     assert due(event_uuid)[0] is not None
-    pipeline.dispatch(event_uuid)
-    event_due, row_due = due(event_uuid)
-    assert event_due is None and row_due is not None
-    (delivery,) = pipeline.query_policy(event_uuid, 'dmlb2001').deliver
-    assert due(event_uuid)[1] is not None
-    pipeline.route_event(*delivery)
-    assert due(event_uuid) == (None, None)
+    outcome = dispatch(event_uuid, later)
+    assert (outcome.matched, outcome.asked, outcome.delivered) == (4, 2, 4)
+    assert sorted(call.path for call in policy.calls()) == ['/events/alice', '/events/bob']
+    assert sorted(call.path for call in target.calls()) == ['/alice/1', '/alice/2', '/bob/1', '/bob/2']
+    assert due(event_uuid) == (None, None, None, None, None) and later.calls == []
 
 
-def test_a_denied_user_leaves_nothing_due(peers):
+def test_a_denied_user_leaves_nothing_due(peers, later):
     policy, target = peers
     policy.script('/events/dmlb2001', Answer(412, 'no'))
     subscribe(target)
     event_uuid = log_event()
-    pipeline.dispatch(event_uuid)
-    assert pipeline.query_policy(event_uuid, 'dmlb2001').deliver == []
-    assert due(event_uuid) == (None, None)
+    assert dispatch(event_uuid, later).denied == 1
+    assert due(event_uuid) == (None, None) and target.calls() == []
 
 
-def test_a_scheduled_retry_is_due_after_its_delay(peers, configure):
+def test_a_scheduled_retry_is_due_after_its_delay(peers, configure, later):
     configure(RECOVER_AFTER='100')
-    event_uuid, delivery = allowed_delivery(peers[1], Answer(503))
+    _policy, target = peers
+    target.script('/t', Answer(503))
+    subscribe(target)
+    event_uuid = log_event()
     before = pipeline.utcnow()
-    assert pipeline.route_event(*delivery).retry_in is not None
+    dispatch(event_uuid, later)
+    ((kind, elm_uuid, attempt, countdown),) = later.calls
+    assert (kind, attempt) == ('deliver', 2) and 0.9 <= countdown <= 1.1
     seconds = (due(event_uuid)[1] - before).total_seconds()
-    assert 100.8 <= seconds <= 101.2
+    assert 100.8 <= seconds <= 101.2 and elm_uuid == str(EventLogMatch.get().uuid)
 
 
-def test_without_policy_server_the_policy_step_is_skipped(peers, configure):
+def test_without_policy_server_the_policy_step_is_skipped(peers, configure, later):
     policy, target = peers
     configure(POLICY_URL=None)
     subscribe(target)
-    work = pipeline.dispatch(log_event())
+    outcome = dispatch(log_event(), later)
     (row,) = EventLogMatch.select()
-    assert work.ask == [] and work.deliver == [(str(row.uuid), 1)]
+    assert (outcome.asked, outcome.delivered) == (0, 1)
     assert row.policy_status_code == POLICY_SKIPPED
     assert policy.calls() == []
 
 
-def test_an_attempt_runs_once_and_a_delivery_is_never_repeated(peers):
+def test_an_attempt_runs_once_and_a_delivery_is_never_repeated(peers, later):
     _, target = peers
     subscribe(target)
     event_uuid = log_event()
-    pipeline.dispatch(event_uuid)
-    (delivery,) = pipeline.query_policy(event_uuid, 'dmlb2001').deliver
-    pipeline.route_event(*delivery)
-    pipeline.route_event(*delivery)
-    pipeline.route_event(delivery[0], 2)
+    dispatch(event_uuid, later)
+    row = EventLogMatch.get()
+    pipeline.deliver_one(str(row.uuid), 1, later)
+    pipeline.deliver_one(str(row.uuid), 2, later)
     assert len(target.calls('/t')) == 1
-    assert pipeline.dispatch(event_uuid).ask == []
 
 
-def test_policy_asked_only_about_undelivered_rows(peers):
+def test_a_taken_attempt_is_taken_over_only_by_a_redelivered_task(peers, later):
+    _, target = peers
+    subscribe(target)
+    event_uuid = log_event()
+    pipeline.dispatch_orm_event(EventLog.get_by_id(event_uuid))
+    row = EventLogMatch.get()
+    EventLogMatch.update(attempts=1, target_status_code=SENDING, policy_status_code='200').execute()
+    pipeline.deliver_one(str(row.uuid), 1, later)
+    assert target.calls('/t') == []  # its worker may still be sending it
+    pipeline.deliver_one(str(row.uuid), 1, later, retake=True)
+    assert len(target.calls('/t')) == 1 and EventLogMatch.get().is_delivered()
+
+
+def test_policy_asked_only_about_undelivered_rows(peers, later):
     policy, target = peers
     subscribe(target)
     event_uuid = log_event()
-    pipeline.dispatch(event_uuid)
-    pipeline.route_event(*pipeline.query_policy(event_uuid, 'dmlb2001').deliver[0])
-    assert pipeline.query_policy(event_uuid, 'dmlb2001').deliver == []
+    dispatch(event_uuid, later)
+    assert pipeline.ask(event_uuid, 'dmlb2001', 1, later).asked == 0
     assert len(policy.calls()) == 1
 
 
 @pytest.mark.parametrize('phase', ['policy', 'target'])
-def test_empty_schedule_disables_on_the_first_failure(peers, configure, phase):
+def test_empty_schedule_disables_on_the_first_failure(peers, configure, later, phase):
     policy, target = peers
     configure(RETRY_SCHEDULE='')
     sub = subscribe(target)
     (policy if phase == 'policy' else target).script(
         '/events/dmlb2001' if phase == 'policy' else '/t', Answer(500, 'down')
     )
-    event_uuid = log_event()
-    pipeline.dispatch(event_uuid)
-    work = pipeline.query_policy(event_uuid, 'dmlb2001')
-    if phase == 'target':
-        work = pipeline.route_event(*work.deliver[0])
-    assert work.retry_in is None and work.deliver == []
+    dispatch(log_event(), later)
+    assert later.calls == []
     sub = EventMatch.get_by_id(sub.uuid)
     assert sub.disabled is not None
     assert sub.error.endswith('answered 500: down; gave up after 1 attempt(s)')
 
 
-def allowed_delivery(target: Recorder, answer: Answer) -> tuple[str, tuple[str, int]]:
-    """Log an event for one subscription whose target gives ``answer``; return it and its delivery."""
-    target.script('/t', answer)
+def test_policy_trouble_is_asked_again_on_the_schedule(peers, later):
+    policy, target = peers
+    policy.script('/events/dmlb2001', Answer(503), Answer())
     subscribe(target)
     event_uuid = log_event()
-    pipeline.dispatch(event_uuid)
-    return event_uuid, pipeline.query_policy(event_uuid, 'dmlb2001').deliver[0]
+    dispatch(event_uuid, later)
+    ((kind, *args),) = later.calls
+    assert kind == 'ask' and args[:3] == [event_uuid, 'dmlb2001', 2]
+    assert pipeline.ask(event_uuid, 'dmlb2001', 2, later).delivered == 1
 
 
-def test_retry_is_offered_while_the_schedule_lasts(peers):
-    _, delivery = allowed_delivery(peers[1], Answer(502))
-    assert 0.9 <= pipeline.route_event(*delivery).retry_in <= 1.1
-    assert pipeline.route_event(delivery[0], 2).retry_in is None
+def test_retry_is_offered_while_the_schedule_lasts(peers, later):
+    _, target = peers
+    target.script('/t', Answer(502))
+    sub = subscribe(target)
+    dispatch(log_event(), later)
+    ((_, elm_uuid, attempt, countdown),) = later.calls
+    assert attempt == 2 and 0.9 <= countdown <= 1.1
+    pipeline.deliver_one(elm_uuid, 2, later)
+    assert len(later.calls) == 1
+    assert EventMatch.get_by_id(sub.uuid).error.endswith('gave up after 2 attempt(s)')
 
 
-def test_deleted_disabled_and_unparsable_subscriptions_get_nothing(peers):
+def test_a_busy_target_waits_its_turn_in_the_broker_and_others_are_not_held_up(peers, configure, later):
+    _, target = peers
+    configure(TARGET_CONCURRENCY='1')
+    target.script('/slow', Answer(delay=2.0))
+    slow = [subscribe(target, path='/slow') for _ in range(3)]
+    fast = subscribe(target, path='/fast')
+    outcome = dispatch(log_event(), later)
+    assert (outcome.delivered, outcome.sending, outcome.deferred) == (1, 1, 2)
+    assert len(target.calls('/fast')) == 1
+    deferred = {call[1] for call in later.calls if call[0] == 'deliver'}
+    slow_rows = {str(row.uuid) for row in EventLogMatch.select().where(EventLogMatch.event_match.in_(slow))}
+    assert len(deferred) == 2 and deferred < slow_rows and fast
+
+
+def test_deleted_disabled_and_unparsable_subscriptions_get_nothing(peers, later):
     _, target = peers
     live = subscribe(target, path='/live')
     EventMatch.update(deleted=EventMatch.created).where(
@@ -155,23 +210,25 @@ def test_deleted_disabled_and_unparsable_subscriptions_get_nothing(peers):
         EventMatch.uuid == subscribe(target, path='/disabled').uuid
     ).execute()
     subscribe(target, path='/broken', jsonpath='$[')
-    event_uuid = log_event()
-    pipeline.dispatch(event_uuid)
+    dispatch(log_event(), later)
     assert [row.event_match_id for row in EventLogMatch.select()] == [live.uuid]
 
 
-def test_redispatch_restarts_the_schedule_of_undelivered_rows(peers):
-    event_uuid, delivery = allowed_delivery(peers[1], Answer(503))
-    pipeline.route_event(*delivery)
+def test_redispatch_restarts_the_schedule_of_undelivered_rows(peers, later):
+    _, target = peers
+    target.script('/t', Answer(503))
+    subscribe(target)
+    event_uuid = log_event()
+    dispatch(event_uuid, later)
     assert EventLogMatch.get().attempts == 1
     pipeline.redispatch(event_uuid)
     assert EventLogMatch.get().attempts == 0
 
 
-def test_an_event_is_for_the_subscriptions_that_existed_when_it_arrived(peers):
+def test_an_event_is_for_the_subscriptions_that_existed_when_it_arrived(peers, later):
     _, target = peers
     before = subscribe(target, path='/before')
     event_uuid = log_event()
     subscribe(target, path='/after')
-    pipeline.dispatch(event_uuid)
+    dispatch(event_uuid, later)
     assert [row.event_match_id for row in EventLogMatch.select()] == [before.uuid]

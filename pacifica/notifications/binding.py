@@ -21,7 +21,7 @@ import os
 import threading
 from typing import Any
 
-from peewee import Database, DatabaseError, DatabaseProxy
+from peewee import Database, DatabaseError, DatabaseProxy, SqliteDatabase
 from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 
 from .database import configured_url, database_from_url
@@ -98,6 +98,19 @@ def close() -> None:
     """Close this thread's connection, or give it back to the pool; closing twice is harmless."""
     if DB.obj is not None and not DB.is_closed():
         DB.close()
+
+
+def write_transaction() -> Any:
+    """A transaction that reads and then writes.
+
+    On SQLite it takes the write lock at once (``BEGIN IMMEDIATE``): a
+    deferred transaction that read first cannot take it later while another
+    connection has written, and fails at once with "database is locked"
+    instead of waiting its turn.
+    """
+    if isinstance(DB.bound(), SqliteDatabase):
+        return DB.atomic('IMMEDIATE')
+    return DB.atomic()
 
 
 def _inherited_connections(database: Database) -> list:

@@ -89,6 +89,8 @@ def _settings() -> dict:
         'broker_connection_retry_on_startup': True,
         'broker_connection_timeout': 4.0,
         'task_default_queue': config.queue,
+        'worker_pool': config.worker_pool,
+        'worker_concurrency': config.worker_concurrency,
         'task_serializer': 'json',
         'accept_content': ['json'],
         'task_ignore_result': True,

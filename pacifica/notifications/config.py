@@ -107,6 +107,19 @@ def url(*schemes: str, optional: bool = True) -> Callable[[str], str]:
     return parse
 
 
+def choice(*choices: str) -> Callable[[str], str]:
+    """One of ``choices``."""
+    what = 'one of ' + ', '.join(choices)
+
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(what)
+        return value
+
+    parse.__doc__ = what
+    return parse
+
+
 @dataclass(frozen=True)
 class Setting:
     """One configuration key: where it lives, its environment variable, default, type and meaning."""
@@ -187,6 +200,22 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         'notifications',
+        'delivery_threads',
+        'DELIVERY_THREADS',
+        '32',
+        number(1, 1024, integer=True),
+        'HTTP calls (policy questions and deliveries) one worker process makes at once.',
+    ),
+    Setting(
+        'notifications',
+        'target_concurrency',
+        'TARGET_CONCURRENCY',
+        '8',
+        number(1, 1024, integer=True),
+        'HTTP calls one worker process makes at once to one target URL; more wait their turn.',
+    ),
+    Setting(
+        'notifications',
         'recover_after',
         'RECOVER_AFTER',
         '300',
@@ -218,6 +247,22 @@ SETTINGS: tuple[Setting, ...] = (
         'Where task results are kept. Unset: they are not kept (nothing reads them).',
     ),
     Setting('celery', 'queue', 'CELERY_QUEUE', 'pacifica-notifications', name, 'The queue the tasks go through.'),
+    Setting(
+        'celery',
+        'worker_pool',
+        'WORKER_POOL',
+        'threads',
+        choice('threads', 'prefork', 'solo'),
+        "A worker's pool: threads suit work that waits on the network (Celery's --pool wins, but prefork).",
+    ),
+    Setting(
+        'celery',
+        'worker_concurrency',
+        'WORKER_CONCURRENCY',
+        '8',
+        number(1, 1000, integer=True),
+        "Tasks a worker runs at once (Celery's --concurrency wins).",
+    ),
     Setting(
         'database',
         'peewee_url',
@@ -257,11 +302,15 @@ class Settings:
     connect_timeout: float
     read_timeout: float
     max_logged_body: int
+    delivery_threads: int
+    target_concurrency: int
     recover_after: float
     sweep_interval: float
     broker_url: str
     backend_url: str
     queue: str
+    worker_pool: str
+    worker_concurrency: int
     peewee_url: str
     connect_attempts: int
     connect_wait: float

@@ -1,30 +1,37 @@
 """HTTP out: questions to the policy server and deliveries to targets.
 
-One pooled ``requests`` session per process keeps connections alive across
-deliveries.  Every call has connect and read timeouts, never follows
-redirects, reads at most ``max_logged_body`` bytes of the answer, and
-returns a plain :class:`Reply` instead of raising: deciding what a reply
-means is :mod:`verdicts`' job, and the database is not touched here.
+One urllib3 pool manager per process (thread-safe, so the delivery threads
+share it) keeps connections alive across calls.  Every call has connect
+and read timeouts, never follows redirects, reads at most
+``max_logged_body`` bytes of the answer, and returns a plain :class:`Reply`
+instead of raising: deciding what a reply means is :mod:`verdicts`' job,
+and the database is not touched here.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, TimeoutError
 
 from . import __version__
 from .config import settings
 
 USER_AGENT = f'pacifica-notifications/{__version__}'
 
-_SESSION: tuple[int, requests.Session] | None = None
+#: Connections kept alive per target host.
+POOL_SIZE = 64
+
+_POOL: tuple[int, urllib3.PoolManager] | None = None
+_POOL_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -49,17 +56,13 @@ class Reply:
         return f'answered {self.status}' + (f': {excerpt}' if excerpt else '')
 
 
-def session() -> requests.Session:
-    """This process's pooled session (a forked child makes its own)."""
-    global _SESSION
-    if _SESSION is None or _SESSION[0] != os.getpid():
-        new = requests.Session()
-        adapter = HTTPAdapter(pool_connections=32, pool_maxsize=32, max_retries=0)
-        new.mount('http://', adapter)
-        new.mount('https://', adapter)
-        new.headers['User-Agent'] = USER_AGENT
-        _SESSION = (os.getpid(), new)
-    return _SESSION[1]
+def pool() -> urllib3.PoolManager:
+    """This process's connection pools (a forked child makes its own)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (os.getpid(), urllib3.PoolManager(num_pools=256, maxsize=POOL_SIZE, block=False, retries=False))
+        return _POOL[1]
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -78,35 +81,51 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
-def _read_bounded(resp: requests.Response, limit: int) -> str:
-    """At most ``limit`` bytes of the body: a target cannot make us read more."""
-    data = b''
-    for chunk in resp.iter_content(8192):
-        data += chunk
-        if len(data) >= limit:
-            break
-    return data[:limit].decode(resp.encoding or 'utf-8', errors='replace')
-
-
 def post_json(url: str, payload: dict, headers: dict | None = None, auth: tuple[str, str] | None = None) -> Reply:
     """POST ``payload`` as JSON and return what happened, never raising for network trouble."""
     config = settings()
-    timeout, limit = (config.connect_timeout, config.read_timeout), config.max_logged_body
     body = json.dumps(payload, ensure_ascii=False).encode('utf-8')
-    all_headers = {'Content-Type': 'application/json', **(headers or {})}
+    all_headers = {'Content-Type': 'application/json', 'User-Agent': USER_AGENT, **(headers or {})}
+    if auth is not None:
+        all_headers['Authorization'] = basic_authorization(*auth)
     try:
-        with session().post(
-            url, data=body, headers=all_headers, auth=auth, timeout=timeout, allow_redirects=False, stream=True
-        ) as resp:
-            return Reply(
-                resp.status_code, _read_bounded(resp, limit), parse_retry_after(resp.headers.get('Retry-After'))
-            )
-    except requests.Timeout as exc:
-        return Reply(None, '', error=f'timeout: {exc}')
-    except requests.ConnectionError as exc:
+        resp = pool().request(
+            'POST',
+            url,
+            body=body,
+            headers=all_headers,
+            timeout=urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout),
+            redirect=False,
+            preload_content=False,
+        )
+    except (NewConnectionError, ProtocolError, ConnectionError) as exc:  # before TimeoutError: a subclass
         return Reply(None, '', error=f'unreachable: {exc}')
-    except requests.RequestException as exc:
+    except TimeoutError as exc:
+        return Reply(None, '', error=f'timeout: {exc}')
+    except (HTTPError, ValueError) as exc:
         return Reply(None, '', error=f'error: {exc}')
+    try:
+        # Read one byte more than is kept: a longer body is cut, and its
+        # connection closed rather than drained (a target cannot make us read more).
+        data = resp.read(config.max_logged_body + 1)
+        whole = len(data) <= config.max_logged_body
+    except TimeoutError as exc:
+        resp.close()
+        return Reply(None, '', error=f'timeout: {exc}')
+    except (HTTPError, OSError) as exc:
+        resp.close()
+        return Reply(None, '', error=f'unreachable: {exc}')
+    if whole:
+        resp.release_conn()
+    else:
+        resp.close()
+    text = data[: config.max_logged_body].decode('utf-8', errors='replace')
+    return Reply(resp.status, text, parse_retry_after(resp.headers.get('Retry-After')))
+
+
+def basic_authorization(username: str, password: str) -> str:
+    """The ``Authorization`` header value of HTTP basic auth."""
+    return 'Basic ' + base64.b64encode(f'{username}:{password}'.encode()).decode('ascii')
 
 
 def ask_policy(policy_url: str, user: str, event: dict) -> Reply:
@@ -115,7 +134,7 @@ def ask_policy(policy_url: str, user: str, event: dict) -> Reply:
 
 
 def event_auth_to_requests(auth: dict, headers: dict) -> tuple[str, str] | None:
-    """Convert a subscription's auth to requests arguments: a basic pair, or a header added."""
+    """Convert a subscription's auth to arguments: a basic pair, or a header added (the seed's name)."""
     if auth.get('type') == 'basic':
         return (auth['basic']['username'], auth['basic']['password'])
     if auth.get('type') == 'header':

@@ -47,6 +47,19 @@ def deadline(start_in: float = 0.0) -> datetime:
     return utcnow() + timedelta(seconds=settings().recover_after + start_in)
 
 
+#: Seconds added to a hold for the outcome to be written.
+HOLD_GRACE = 5.0
+
+
+def held_for(seconds: float) -> datetime:
+    """The due time of work this process is doing now and will finish within ``seconds``.
+
+    No broker holds such work, only this process: should it die, the work is
+    overdue as soon as it should have finished (not ``recover_after`` later).
+    """
+    return utcnow() + timedelta(seconds=seconds + HOLD_GRACE)
+
+
 def start_in(due: datetime | None, now: datetime) -> float:
     """Seconds until work with due time ``due`` was meant to start (the inverse of :func:`deadline`)."""
     if due is None:

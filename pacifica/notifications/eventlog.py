@@ -15,7 +15,8 @@ from datetime import datetime
 from peewee import ModelSelect
 
 from . import due
-from .models import BaseModel, EventLog, EventLogMatch
+from .binding import write_transaction
+from .models import EventLog, EventLogMatch
 
 #: The seed's date format for ``--start-date`` and friends.
 DATE_FORMAT = '%Y-%m-%d %H:%M:%S'
@@ -147,7 +148,7 @@ def purge_events(
         query = (
             _purge_query(uuids, older_than).where(due.finished()).order_by(EventLog.created, EventLog.uuid).limit(size)
         )
-        with BaseModel.atomic():
+        with write_transaction():
             ids = [row.uuid for row in query]
             if not ids:
                 break

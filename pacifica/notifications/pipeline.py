@@ -1,38 +1,77 @@
 """The delivery pipeline as plain functions: match, ask the policy server, deliver, log.
 
-Each step reads what it needs from the database, does its one piece of
-work, records the outcome, and returns the :class:`Work` that follows; the
-Celery tasks in :mod:`tasks` only run steps and enqueue what they return, so
-every step can also run (and be tested) without a worker.
+An event's common path runs in one call, :func:`dispatch`: the event is
+matched against the live subscriptions, the policy server is asked once per
+user with matches (all users at once), and the allowed deliveries are made
+at once by this process's :mod:`sender`, a few per target at a time.  Work
+that must wait (a retry on the schedule, a delivery whose target is busy)
+goes to a :class:`Scheduler`, which the Celery tasks implement with
+countdown tasks and tests implement with a list.  Every step records its
+outcome and the work's due time (:mod:`due`), so nothing is lost if the
+process dies half-way.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections import defaultdict
+from concurrent.futures import wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
+from typing import Callable, Protocol
 
 from peewee import IntegrityError
 
-from . import delivery, due, jsonpath
+from . import binding, delivery, due, jsonpath
 from .config import settings
 from .delivery import Reply
 from .models import POLICY_SKIPPED, SENDING, BaseModel, EventLog, EventLogMatch, EventMatch, utcnow
+from .sender import sender
 from .verdicts import Verdict, policy_verdict, retry_delay, target_verdict
 
 LOG = logging.getLogger(__name__)
 
+#: Seconds a task waits for its deliveries; what still waits for a busy
+#: target then is queued in the broker, and what is being sent finishes on
+#: its own (its claim keeps it due until then).
+WAIT_FOR_DELIVERIES = 1.0
+
+
+class Scheduler(Protocol):
+    """Where work that must wait goes: the Celery tasks queue it with a countdown."""
+
+    def ask_later(self, event_uuid: str, user: str, attempt: int, countdown: float) -> None:
+        """Ask the policy server about ``user`` again (attempt number ``attempt``) in ``countdown`` s."""
+
+    def deliver_later(self, elm_uuid: str, attempt: int, countdown: float) -> None:
+        """Make attempt number ``attempt`` of a delivery in ``countdown`` seconds."""
+
 
 @dataclass
-class Work:
-    """What a step leaves to do: users to ask about, deliveries to make, or itself again later."""
+class Outcome:
+    """What one call of the pipeline did, for the log line it leaves and for tests."""
 
-    ask: list[str] = field(default_factory=list)
-    deliver: list[tuple[str, int]] = field(default_factory=list)
-    retry_in: float | None = None
+    matched: int = 0
+    asked: int = 0
+    denied: int = 0
+    delivered: int = 0
+    failed: int = 0
+    deferred: int = 0
+    sending: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def describe(self) -> str:
+        """One line: what happened and how long it took."""
+        took = (time.monotonic() - self.started) * 1000
+        return (
+            f'{self.matched} matched, {self.asked} policy question(s), {self.denied} denied, '
+            f'{self.delivered} delivered, {self.failed} failed, {self.deferred} deferred, '
+            f'{self.sending} still sending ({took:.0f} ms)'
+        )
 
 
 def live_subscriptions(received: datetime | None = None) -> list[EventMatch]:
@@ -119,31 +158,95 @@ def dispatch_orm_event(orm_event: EventLog) -> dict[str, list[EventLogMatch]]:
     ).on_conflict_ignore().execute()
     users = {sub.uuid: sub.user for sub in matched}
     pending: dict[str, list[EventLogMatch]] = defaultdict(list)
-    for row in EventLogMatch.select().where(
-        (EventLogMatch.event_log == orm_event.uuid) & EventLogMatch.event_match.in_(list(users))
+    for row in (
+        EventLogMatch.select(EventLogMatch, EventMatch)
+        .join(EventMatch)
+        .where((EventLogMatch.event_log == orm_event.uuid) & EventLogMatch.event_match.in_(list(users)))
     ):
         if not row.is_delivered():
             pending[users[row.event_match_id]].append(row)
     return dict(pending)
 
 
-def dispatch(event_uuid: str) -> Work:
-    """Step 1: match the event; ask about each user with matches (or deliver, with no policy).
+@dataclass
+class _Plan:
+    """The work one call of the pipeline does for one event: questions, then deliveries."""
 
-    An event already dispatched is left alone: a repeated task (a redelivered
-    message, or a sweep racing a slow queue) must not start its work twice.
+    event_uuid: str
+    event: dict
+    outcome: Outcome
+    questions: dict[str, list[EventLogMatch]] = field(default_factory=dict)
+    ask_attempt: int = 1
+    deliveries: list[tuple[EventLogMatch, int | None]] = field(default_factory=list)
+
+
+def dispatch(event_uuid: str, scheduler: Scheduler, retake: bool = False) -> Outcome:
+    """Match a logged event, ask the policy server, deliver: the event's whole common path."""
+    outcomes = dispatch_many([event_uuid], scheduler, retake)
+    return outcomes[0] if outcomes else Outcome()
+
+
+def dispatch_many(event_uuids: list[str], scheduler: Scheduler, retake: bool = False) -> list[Outcome]:
+    """Dispatch several logged events together: every policy question at once, then every delivery.
+
+    An event already dispatched is left alone: a repeated task (a sweep
+    racing a slow queue) must not start its work twice.  An event stays due
+    until its work here is done, so a worker that dies half-way leaves it to
+    be dispatched again (``retake``: this is such a second try), which
+    resumes what is not done.
     """
+    policy_url = settings().policy_url
+    plans = []
+    for event_uuid in event_uuids:
+        orm_event = EventLog.get_or_none(EventLog.uuid == event_uuid)
+        if orm_event is None or orm_event.retry_at is None:
+            continue
+        pending = dispatch_orm_event(orm_event)
+        rows = [row for user_rows in pending.values() for row in user_rows]
+        skipped = {} if policy_url else {'policy_status_code': POLICY_SKIPPED}
+        due.mark([row.uuid for row in rows], due.deadline(), **skipped)
+        plan = _Plan(event_uuid, json.loads(orm_event.jsondata), Outcome(matched=len(rows)))
+        if skipped:
+            plan.deliveries = [(row, None) for row in rows]
+        else:
+            plan.questions = pending
+        plans.append(plan)
+    _carry_out(plans, scheduler, retake)
+    for plan in plans:
+        due.mark_event(plan.event_uuid, None)
+        LOG.info('event %s: %s', plan.event_uuid, plan.outcome.describe())
+    return [plan.outcome for plan in plans]
+
+
+def ask(event_uuid: str, user: str, attempt: int, scheduler: Scheduler, retake: bool = False) -> Outcome:
+    """Ask the policy server about one user again (a retry, or work the sweep found), then deliver."""
     orm_event = EventLog.get_or_none(EventLog.uuid == event_uuid)
-    if orm_event is None or orm_event.retry_at is None:
-        return Work()
-    pending = dispatch_orm_event(orm_event)
-    rows = [row for user_rows in pending.values() for row in user_rows]
-    skipped = {} if settings().policy_url else {'policy_status_code': POLICY_SKIPPED}
-    due.mark([row.uuid for row in rows], due.deadline(), **skipped)
-    due.mark_event(orm_event.uuid, None)
-    if not skipped:
-        return Work(ask=sorted(pending))
-    return Work(deliver=[(str(row.uuid), row.attempts + 1) for row in rows])
+    rows = _pending_rows(event_uuid, user) if orm_event else []
+    if orm_event is None or not rows:
+        return Outcome()
+    plan = _Plan(event_uuid, json.loads(orm_event.jsondata), Outcome(), {user: rows}, attempt)
+    _carry_out([plan], scheduler, retake)
+    return plan.outcome
+
+
+def deliver_one(elm_uuid: str, attempt: int, scheduler: Scheduler, retake: bool = False) -> Outcome:
+    """Make attempt number ``attempt`` of one delivery (a retry, a deferred or a recovered one)."""
+    row = (
+        EventLogMatch.select(EventLogMatch, EventMatch, EventLog)
+        .join(EventMatch)
+        .switch(EventLogMatch)
+        .join(EventLog)
+        .where(EventLogMatch.uuid == elm_uuid)
+        .first()
+    )
+    if row is None:
+        return Outcome()
+    if row.is_delivered() or not row.event_match.is_live():
+        due.mark([row.uuid], None)
+        return Outcome()
+    plan = _Plan(str(row.event_log_id), json.loads(row.event_log.jsondata), Outcome(), deliveries=[(row, attempt)])
+    _carry_out([plan], scheduler, retake)
+    return plan.outcome
 
 
 def _pending_rows(event_uuid: str, user: str) -> list[EventLogMatch]:
@@ -155,38 +258,105 @@ def _pending_rows(event_uuid: str, user: str) -> list[EventLogMatch]:
     return [row for row in query if not row.is_delivered()]
 
 
-def query_policy(event_uuid: str, user: str, attempt: int = 1) -> Work:
-    """Step 2: one question per user and event; allowed rows go on to delivery."""
-    orm_event = EventLog.get_or_none(EventLog.uuid == event_uuid)
-    rows = _pending_rows(event_uuid, user) if orm_event else []
-    if orm_event is None or not rows:
-        return Work()
-    reply = delivery.ask_policy(settings().policy_url, user, json.loads(orm_event.jsondata))
+def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
+    """Ask every question of these plans at once, then make every delivery at once."""
+    url = settings().policy_url
+    asked = [
+        (plan, user, sender().submit(url, partial(delivery.ask_policy, url, user, plan.event)))
+        for plan in plans
+        for user in plan.questions
+    ]
+    for plan, user, question in asked:
+        plan.outcome.asked += 1
+        allowed = _record_answer(plan, user, question.result(), scheduler)
+        plan.deliveries.extend((row, None) for row in allowed)
+    jobs = []
+    for plan in plans:
+        for row, attempt in plan.deliveries:
+            number = attempt or row.attempts + 1
+            call = partial(_deliver_row, row, plan.event, number, retake, scheduler)
+            jobs.append((plan.outcome, row, number, sender().submit(row.event_match.target_url, call)))
+    wait([job[3] for job in jobs], timeout=WAIT_FOR_DELIVERIES)
+    defer = max(1.0, settings().read_timeout / 4)
+    for outcome, row, number, job in jobs:
+        if job.done():
+            verdict = job.exception() or job.result()
+            outcome.delivered += verdict is Verdict.DONE
+            outcome.failed += isinstance(verdict, (Verdict, Exception)) and verdict is not Verdict.DONE
+        elif sender().withdraw(row.event_match.target_url, job):
+            due.mark([row.uuid], due.deadline(defer))
+            _later(scheduler.deliver_later, str(row.uuid), number, defer)
+            outcome.deferred += 1
+        else:
+            outcome.sending += 1
+
+
+def _record_answer(plan: _Plan, user: str, reply: Reply, scheduler: Scheduler) -> list[EventLogMatch]:
+    """Record the policy server's answer about ``user`` on their rows; return the rows allowed."""
+    rows, attempt = plan.questions[user], plan.ask_attempt
     verdict = policy_verdict(reply)
     delay = retry_delay(settings().retry_schedule, attempt, reply.retry_after) if verdict is Verdict.RETRY else None
+    answer = {'policy_status_code': reply.code, 'policy_resp_body': reply.body}
+    uuids = [row.uuid for row in rows]
     if verdict is Verdict.DONE:
-        next_due: datetime | None = due.deadline()
-    else:
-        next_due = None if delay is None else due.deadline(delay)
-    due.mark([row.uuid for row in rows], next_due, policy_status_code=reply.code, policy_resp_body=reply.body)
-    if verdict is Verdict.DONE:
-        return Work(deliver=[(str(row.uuid), row.attempts + 1) for row in rows])
+        due.mark(uuids, due.deadline(), **answer)
+        return rows
     if verdict is Verdict.DENIED:
-        return Work()
-    if delay is not None:
-        return Work(retry_in=delay)
-    for row in rows:
-        disable_eventmatch(row.event_match_id, f'policy server {reply.describe()}; gave up after {attempt} attempt(s)')
-    return Work()
+        due.mark(uuids, None, **answer)
+        plan.outcome.denied += len(rows)
+    elif delay is not None:
+        due.mark(uuids, due.deadline(delay), **answer)
+        _later(scheduler.ask_later, plan.event_uuid, user, attempt + 1, delay)
+    else:
+        due.mark(uuids, None, **answer)
+        for row in rows:
+            disable_eventmatch(
+                row.event_match_id, f'policy server {reply.describe()}; gave up after {attempt} attempt(s)'
+            )
+    return []
+
+
+def _deliver_row(row: EventLogMatch, event: dict, attempt: int, retake: bool, scheduler: Scheduler) -> Verdict | None:
+    """One delivery attempt, in a sender thread: claim it, send, record the outcome, plan what follows.
+
+    Returns the verdict, or None when the attempt had been taken already.
+    """
+    binding.connect()
+    try:
+        if not _take_attempt(row, attempt, retake):
+            return None
+        sub = row.event_match
+        body = delivery.with_extensions(event, sub.extensions_dict())
+        reply = delivery.deliver(sub.target_url, body, sub.auth_dict(), str(row.uuid))
+        verdict = target_verdict(reply)
+        delay = retry_delay(settings().retry_schedule, attempt, reply.retry_after) if verdict is Verdict.RETRY else None
+        update_log_match(row.uuid, reply, None if delay is None else due.deadline(delay))
+        if verdict is Verdict.RETRY and delay is not None:
+            _later(scheduler.deliver_later, str(row.uuid), attempt + 1, delay)
+        elif verdict is Verdict.RETRY:
+            disable_eventmatch(sub.uuid, f'target {reply.describe()}; gave up after {attempt} attempt(s)')
+        elif verdict is Verdict.REJECTED:
+            disable_eventmatch(sub.uuid, f'target {reply.describe()}')
+        return verdict
+    finally:
+        binding.close()
+
+
+def _later(schedule: Callable[..., None], *args: object) -> None:
+    """Hand work to the scheduler; if the broker is down it stays due, for the sweep."""
+    try:
+        schedule(*args)
+    except Exception as exc:  # noqa: BLE001 - whatever the broker client raises; the log row keeps it due
+        LOG.warning('could not queue %s%r (it stays due): %r', getattr(schedule, '__name__', schedule), args, exc)
 
 
 def _take_attempt(row: EventLogMatch, attempt: int, retake: bool = False) -> bool:
     """Take attempt number ``attempt`` of a delivery; False if it was taken already.
 
-    The attempt stays due until its outcome is recorded: a worker killed
-    while sending leaves it to the recovery sweep.  With ``retake`` (the
-    broker gave us again a message whose worker died) an attempt that was
-    taken but never finished is taken over.
+    The attempt is held for as long as a call can take (:func:`due.held_for`):
+    if this process dies while sending, the recovery sweep finds it soon
+    after.  With ``retake`` (the broker gave us again a message whose worker
+    died) an attempt that was taken but never finished is taken over.
     """
     takeable = EventLogMatch.attempts == attempt - 1
     if retake:
@@ -195,51 +365,13 @@ def _take_attempt(row: EventLogMatch, attempt: int, retake: bool = False) -> boo
         EventLogMatch.update(
             attempts=attempt,
             last_attempt=utcnow(),
-            retry_at=due.deadline(settings().in_flight),
+            retry_at=due.held_for(settings().in_flight),
             target_status_code=SENDING,
         )
         .where((EventLogMatch.uuid == row.uuid) & takeable)
         .execute()
         == 1
     )
-
-
-def route_event(elm_uuid: str, attempt: int = 1, retake: bool = False) -> Work:
-    """Step 3: deliver to one subscription's target, once per attempt number.
-
-    ``retake``: this task's message was delivered before, to a worker that
-    died or lost its broker connection before finishing it.
-    """
-    row = (
-        EventLogMatch.select(EventLogMatch, EventMatch, EventLog)
-        .join(EventMatch)
-        .switch(EventLogMatch)
-        .join(EventLog)
-        .where(EventLogMatch.uuid == elm_uuid)
-        .first()
-    )
-    if row is None:
-        return Work()
-    sub = row.event_match
-    if row.is_delivered() or not sub.is_live():
-        due.mark([row.uuid], None)
-        return Work()
-    if not _take_attempt(row, attempt, retake):
-        return Work()
-    event = delivery.with_extensions(json.loads(row.event_log.jsondata), sub.extensions_dict())
-    reply = delivery.deliver(sub.target_url, event, sub.auth_dict(), str(row.uuid))
-    verdict = target_verdict(reply)
-    delay = retry_delay(settings().retry_schedule, attempt, reply.retry_after) if verdict is Verdict.RETRY else None
-    update_log_match(row.uuid, reply, None if delay is None else due.deadline(delay))
-    if verdict is Verdict.DONE:
-        return Work()
-    if verdict is Verdict.RETRY:
-        if delay is not None:
-            return Work(retry_in=delay)
-        disable_eventmatch(sub.uuid, f'target {reply.describe()}; gave up after {attempt} attempt(s)')
-    else:
-        disable_eventmatch(sub.uuid, f'target {reply.describe()}')
-    return Work()
 
 
 def redispatch(event_uuid: str) -> None:

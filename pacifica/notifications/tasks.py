@@ -1,7 +1,8 @@
 """The Celery tasks module.
 
-Tasks are thin: each runs one step of :mod:`pipeline` inside a database
-connection and enqueues the work the step returns.  Run workers with
+Tasks are thin: each runs a :mod:`pipeline` function inside a database
+connection; work that must wait comes back through :class:`CeleryScheduler`
+as countdown tasks.  Run workers with
 ``celery -A pacifica.notifications.tasks worker``; each worker also runs the
 recovery sweep (:func:`recover`) every ``sweep_interval`` seconds (see
 :mod:`due` for the rule it keeps).
@@ -29,6 +30,7 @@ __all__ = [
     'create_log_match',
     'disable_eventmatch',
     'dispatch_event',
+    'dispatch_events',
     'dispatch_orm_event',
     'event_auth_to_requests',
     'query_policy',
@@ -70,35 +72,46 @@ CELERY_APP.add_defaults(celery_settings)
 app = CELERY_APP
 
 
-def _enqueue(event_uuid: str, work: pipeline.Work) -> None:
-    for user in work.ask:
-        query_policy.delay(event_uuid, user)
-    for elm_uuid, attempt in work.deliver:
-        route_event.delay(elm_uuid, attempt)
+class CeleryScheduler:
+    """The pipeline's :class:`pipeline.Scheduler`: work that must wait becomes a countdown task."""
+
+    def ask_later(self, event_uuid: str, user: str, attempt: int, countdown: float) -> None:
+        query_policy.apply_async((event_uuid, user, attempt), countdown=countdown)
+
+    def deliver_later(self, elm_uuid: str, attempt: int, countdown: float) -> None:
+        route_event.apply_async((elm_uuid, attempt), countdown=countdown)
 
 
-@CELERY_APP.task(name='pacifica.notifications.dispatch_event')
-def dispatch_event(event_uuid: str) -> None:
-    """Match a logged event against every subscription and start its deliveries."""
-    _enqueue(event_uuid, pipeline.dispatch(event_uuid))
+SCHEDULER = CeleryScheduler()
 
 
-@CELERY_APP.task(name='pacifica.notifications.query_policy')
-def query_policy(event_uuid: str, user: str, attempt: int = 1) -> None:
-    """Ask the policy server once whether ``user`` may see the event."""
-    work = pipeline.query_policy(event_uuid, user, attempt)
-    _enqueue(event_uuid, work)
-    if work.retry_in is not None:
-        query_policy.apply_async((event_uuid, user, attempt + 1), countdown=work.retry_in)
+def _redelivered(task: Task) -> bool:
+    """Whether this task's message was given to a worker before (one that died, or lost the broker)."""
+    return bool((task.request.delivery_info or {}).get('redelivered'))
+
+
+@CELERY_APP.task(name='pacifica.notifications.dispatch_event', bind=True)
+def dispatch_event(self: Task, event_uuid: str) -> None:
+    """Match a logged event, ask the policy server and deliver it: its whole common path."""
+    pipeline.dispatch(event_uuid, SCHEDULER, retake=_redelivered(self))
+
+
+@CELERY_APP.task(name='pacifica.notifications.dispatch_events', bind=True)
+def dispatch_events(self: Task, event_uuids: list[str]) -> None:
+    """Dispatch several logged events (the events one group commit of ``/receive`` stored)."""
+    pipeline.dispatch_many(event_uuids, SCHEDULER, retake=_redelivered(self))
+
+
+@CELERY_APP.task(name='pacifica.notifications.query_policy', bind=True)
+def query_policy(self: Task, event_uuid: str, user: str, attempt: int = 1) -> None:
+    """Ask the policy server again whether ``user`` may see the event, then deliver."""
+    pipeline.ask(event_uuid, user, attempt, SCHEDULER, retake=_redelivered(self))
 
 
 @CELERY_APP.task(name='pacifica.notifications.route_event', bind=True)
 def route_event(self: Task, elm_uuid: str, attempt: int = 1) -> None:
     """Deliver an event to one subscription's target (attempt number ``attempt``)."""
-    redelivered = bool((self.request.delivery_info or {}).get('redelivered'))
-    work = pipeline.route_event(elm_uuid, attempt, retake=redelivered)
-    if work.retry_in is not None:
-        route_event.apply_async((elm_uuid, attempt + 1), countdown=work.retry_in)
+    pipeline.deliver_one(elm_uuid, attempt, SCHEDULER, retake=_redelivered(self))
 
 
 def requeue(claimed: due.Claimed) -> None:

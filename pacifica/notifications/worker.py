@@ -8,6 +8,8 @@
   kept its queued work (:mod:`canary`); if it did not, the sweep thread
   queues all unfinished work again at once, each piece when it was meant to
   start.
+- Quiet logs: Celery's line per task received and per task done only at
+  ``--loglevel DEBUG``; the pipeline writes one INFO line per event.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 from typing import Any, Callable
 
 from celery import Celery, bootsteps
-from celery.signals import celeryd_init, worker_ready, worker_shutdown
+from celery.signals import after_setup_logger, celeryd_init, worker_ready, worker_shutdown
 from celery.utils.nodenames import default_nodename, nodename, nodesplit
 
 from .canary import broker_remembers
@@ -35,6 +37,18 @@ def _distinct_node_name(instance: Any = None, **_kwargs: Any) -> None:
     """
     if instance is not None and instance.hostname == default_nodename(None):
         instance.hostname = nodename(f'celery.{os.getpid()}', nodesplit(instance.hostname)[1])
+
+
+#: Celery's loggers that write a line per task.
+PER_TASK_LOGGERS = ('celery.worker.strategy', 'celery.app.trace')
+
+
+def _quiet_per_task_lines(loglevel: int | str = logging.INFO, **_kwargs: Any) -> None:
+    """Keep Celery's per-task lines for ``--loglevel DEBUG``: at INFO they would be most of the log."""
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, str) else loglevel
+    if isinstance(level, int) and level > logging.DEBUG:
+        for name in PER_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class Lifecycle:
@@ -75,5 +89,6 @@ def install(app: Celery, lifecycle: Lifecycle) -> None:
 
     app.steps['consumer'].add(BrokerCheck)
     celeryd_init.connect(_distinct_node_name, weak=False)
+    after_setup_logger.connect(_quiet_per_task_lines, weak=False)
     worker_ready.connect(lifecycle.start, weak=False)
     worker_shutdown.connect(lifecycle.stop, weak=False)
