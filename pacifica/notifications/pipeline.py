@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -26,9 +27,10 @@ from typing import Callable, Protocol
 
 from peewee import IntegrityError
 
-from . import binding, delivery, due, jsonpath
+from . import binding, delivery, due
 from .config import settings
 from .delivery import Reply
+from .matcher import matcher
 from .models import POLICY_SKIPPED, SENDING, BaseModel, EventLog, EventLogMatch, EventMatch, utcnow
 from .sender import sender
 from .verdicts import Verdict, policy_verdict, retry_delay, target_verdict
@@ -74,36 +76,6 @@ class Outcome:
         )
 
 
-def live_subscriptions(received: datetime | None = None) -> list[EventMatch]:
-    """Every subscription that is neither deleted nor disabled (and existed at ``received``).
-
-    An event is for the subscriptions that existed when it was received, however
-    long it waited to be dispatched (a backlog, an outage, the recovery sweep).
-    """
-    query = EventMatch.select().where(EventMatch.live())
-    if received is not None:
-        query = query.where(EventMatch.created <= received)
-    return list(query)
-
-
-def match_subscriptions(event: dict, subs: list[EventMatch]) -> list[EventMatch]:
-    """The subscriptions whose jsonpath finds something in the event.
-
-    Subscriptions sharing an expression are judged by one evaluation.
-    """
-    by_path: dict[str, list[EventMatch]] = defaultdict(list)
-    for sub in subs:
-        by_path[sub.jsonpath].append(sub)
-    matched = []
-    for text, group in by_path.items():
-        try:
-            if jsonpath.matches(text, event):
-                matched.extend(group)
-        except jsonpath.JsonPathError:
-            LOG.warning('skipping %d subscription(s) with an unparsable jsonpath %r', len(group), text)
-    return matched
-
-
 def create_log_match(eventmatch: EventMatch, event_log_uuid: object, policy_resp: Reply | None = None) -> EventLogMatch:
     """Return the one log row for this event and subscription, creating it if need be.
 
@@ -147,7 +119,7 @@ def dispatch_orm_event(orm_event: EventLog) -> dict[str, list[EventLogMatch]]:
     Rows are created in one statement that skips pairs already logged, so a
     repeated dispatch finds the rows of the first and never doubles them.
     """
-    matched = match_subscriptions(json.loads(orm_event.jsondata), live_subscriptions(orm_event.created))
+    matched = matcher().match(json.loads(orm_event.jsondata), orm_event.created)
     if not matched:
         return {}
     EventLogMatch.insert_many(
@@ -270,25 +242,29 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
         plan.outcome.asked += 1
         allowed = _record_answer(plan, user, question.result(), scheduler)
         plan.deliveries.extend((row, None) for row in allowed)
-    jobs = []
-    for plan in plans:
-        for row, attempt in plan.deliveries:
-            number = attempt or row.attempts + 1
-            call = partial(_deliver_row, row, plan.event, number, retake, scheduler)
-            jobs.append((plan.outcome, row, number, sender().submit(row.event_match.target_url, call)))
-    wait([job[3] for job in jobs], timeout=WAIT_FOR_DELIVERIES)
+    jobs = [
+        _Delivery(plan.outcome, row, plan.event, attempt or row.attempts + 1, scheduler)
+        for plan in plans
+        for row, attempt in plan.deliveries
+    ]
+    claimed = _take_attempts(jobs, retake)
+    futures = [sender().submit(job.row.event_match.target_url, job.send) for job in claimed]
+    wait(futures, timeout=WAIT_FOR_DELIVERIES)
+    finished, under_way = [], []
+    for job, future in zip(claimed, futures):
+        with job.lock:
+            if job.reply is not None:
+                finished.append(job)
+            else:
+                job.detached = True
+                under_way.append((job, future))
+    _record(finished)
     defer = max(1.0, settings().read_timeout / 4)
-    for outcome, row, number, job in jobs:
-        if job.done():
-            verdict = job.exception() or job.result()
-            outcome.delivered += verdict is Verdict.DONE
-            outcome.failed += isinstance(verdict, (Verdict, Exception)) and verdict is not Verdict.DONE
-        elif sender().withdraw(row.event_match.target_url, job):
-            due.mark([row.uuid], due.deadline(defer))
-            _later(scheduler.deliver_later, str(row.uuid), number, defer)
-            outcome.deferred += 1
+    for job, future in under_way:
+        if sender().withdraw(job.row.event_match.target_url, future):
+            job.put_back(defer)
         else:
-            outcome.sending += 1
+            job.outcome.sending += 1
 
 
 def _record_answer(plan: _Plan, user: str, reply: Reply, scheduler: Scheduler) -> list[EventLogMatch]:
@@ -316,30 +292,104 @@ def _record_answer(plan: _Plan, user: str, reply: Reply, scheduler: Scheduler) -
     return []
 
 
-def _deliver_row(row: EventLogMatch, event: dict, attempt: int, retake: bool, scheduler: Scheduler) -> Verdict | None:
-    """One delivery attempt, in a sender thread: claim it, send, record the outcome, plan what follows.
+class _Delivery:
+    """One delivery attempt: claimed and recorded in batches by its task, sent by a sender thread.
 
-    Returns the verdict, or None when the attempt had been taken already.
+    If the task stops waiting before the answer comes (:data:`WAIT_FOR_DELIVERIES`),
+    the sender thread records the outcome itself.
     """
-    binding.connect()
-    try:
-        if not _take_attempt(row, attempt, retake):
-            return None
-        sub = row.event_match
-        body = delivery.with_extensions(event, sub.extensions_dict())
-        reply = delivery.deliver(sub.target_url, body, sub.auth_dict(), str(row.uuid))
-        verdict = target_verdict(reply)
-        delay = retry_delay(settings().retry_schedule, attempt, reply.retry_after) if verdict is Verdict.RETRY else None
-        update_log_match(row.uuid, reply, None if delay is None else due.deadline(delay))
-        if verdict is Verdict.RETRY and delay is not None:
-            _later(scheduler.deliver_later, str(row.uuid), attempt + 1, delay)
-        elif verdict is Verdict.RETRY:
-            disable_eventmatch(sub.uuid, f'target {reply.describe()}; gave up after {attempt} attempt(s)')
-        elif verdict is Verdict.REJECTED:
-            disable_eventmatch(sub.uuid, f'target {reply.describe()}')
-        return verdict
-    finally:
-        binding.close()
+
+    def __init__(self, outcome: Outcome, row: EventLogMatch, event: dict, number: int, scheduler: Scheduler):
+        self.outcome, self.row, self.event, self.number, self.scheduler = outcome, row, event, number, scheduler
+        self.lock = threading.Lock()
+        self.reply: Reply | None = None
+        self.detached = False
+        self.stamp: datetime | None = None
+
+    def send(self) -> None:
+        """Make the call (in a sender thread); record it here if the task has gone."""
+        sub = self.row.event_match
+        body = delivery.with_extensions(self.event, sub.extensions_dict())
+        reply = delivery.deliver(sub.target_url, body, sub.auth_dict(), str(self.row.uuid))
+        with self.lock:
+            self.reply = reply
+            if not self.detached:
+                return
+        binding.connect()
+        try:
+            _record([self])
+        finally:
+            binding.close()
+
+    def put_back(self, countdown: float) -> None:
+        """Give back a claimed attempt that never left (its target was busy) and queue it for later."""
+        EventLogMatch.update(
+            attempts=self.number - 1, target_status_code=self.row.target_status_code, retry_at=due.deadline(countdown)
+        ).where((EventLogMatch.uuid == self.row.uuid) & (EventLogMatch.last_attempt == self.stamp)).execute()
+        _later(self.scheduler.deliver_later, str(self.row.uuid), self.number, countdown)
+        self.outcome.deferred += 1
+
+
+def _take_attempts(jobs: list[_Delivery], retake: bool) -> list[_Delivery]:
+    """Claim each job's attempt number in the log; return the jobs whose attempt was still to take.
+
+    The claims are held for as long as a call can take (:func:`due.held_for`):
+    if this process dies while sending, the recovery sweep finds them soon
+    after.  With ``retake`` (the broker gave us again a message whose worker
+    died) an attempt that was taken but never finished is taken over.
+    """
+    if not jobs:
+        return []
+    stamp = utcnow()
+    by_number: dict[int, list[_Delivery]] = defaultdict(list)
+    for job in jobs:
+        by_number[job.number].append(job)
+    hold = due.held_for(settings().in_flight + WAIT_FOR_DELIVERIES)
+    for number, group in by_number.items():
+        takeable = EventLogMatch.attempts == number - 1
+        if retake:
+            takeable |= (EventLogMatch.attempts == number) & (EventLogMatch.target_status_code == SENDING)
+        EventLogMatch.update(attempts=number, last_attempt=stamp, retry_at=hold, target_status_code=SENDING).where(
+            EventLogMatch.uuid.in_([job.row.uuid for job in group]) & takeable
+        ).execute()
+    taken = {
+        row.uuid
+        for row in EventLogMatch.select(EventLogMatch.uuid).where(
+            EventLogMatch.uuid.in_([job.row.uuid for job in jobs]) & (EventLogMatch.last_attempt == stamp)
+        )
+    }
+    for job in jobs:
+        job.stamp = stamp
+    return [job for job in jobs if job.row.uuid in taken]
+
+
+def _record(jobs: list[_Delivery]) -> None:
+    """Record answers in one transaction, then plan what follows each: done, retry, or disable."""
+    if not jobs:
+        return
+    retries: list[tuple[_Delivery, float]] = []
+    with BaseModel.atomic():
+        for job in jobs:
+            reply = job.reply
+            assert reply is not None
+            verdict = target_verdict(reply)
+            delay = None
+            if verdict is Verdict.RETRY:
+                delay = retry_delay(settings().retry_schedule, job.number, reply.retry_after)
+            update_log_match(job.row.uuid, reply, None if delay is None else due.deadline(delay))
+            sub = job.row.event_match
+            if verdict is Verdict.DONE:
+                job.outcome.delivered += 1
+                continue
+            job.outcome.failed += 1
+            if delay is not None:
+                retries.append((job, delay))
+            elif verdict is Verdict.RETRY:
+                disable_eventmatch(sub.uuid, f'target {reply.describe()}; gave up after {job.number} attempt(s)')
+            else:
+                disable_eventmatch(sub.uuid, f'target {reply.describe()}')
+    for job, delay in retries:
+        _later(job.scheduler.deliver_later, str(job.row.uuid), job.number + 1, delay)
 
 
 def _later(schedule: Callable[..., None], *args: object) -> None:
@@ -348,30 +398,6 @@ def _later(schedule: Callable[..., None], *args: object) -> None:
         schedule(*args)
     except Exception as exc:  # noqa: BLE001 - whatever the broker client raises; the log row keeps it due
         LOG.warning('could not queue %s%r (it stays due): %r', getattr(schedule, '__name__', schedule), args, exc)
-
-
-def _take_attempt(row: EventLogMatch, attempt: int, retake: bool = False) -> bool:
-    """Take attempt number ``attempt`` of a delivery; False if it was taken already.
-
-    The attempt is held for as long as a call can take (:func:`due.held_for`):
-    if this process dies while sending, the recovery sweep finds it soon
-    after.  With ``retake`` (the broker gave us again a message whose worker
-    died) an attempt that was taken but never finished is taken over.
-    """
-    takeable = EventLogMatch.attempts == attempt - 1
-    if retake:
-        takeable |= (EventLogMatch.attempts == attempt) & (EventLogMatch.target_status_code == SENDING)
-    return (
-        EventLogMatch.update(
-            attempts=attempt,
-            last_attempt=utcnow(),
-            retry_at=due.held_for(settings().in_flight),
-            target_status_code=SENDING,
-        )
-        .where((EventLogMatch.uuid == row.uuid) & takeable)
-        .execute()
-        == 1
-    )
 
 
 def redispatch(event_uuid: str) -> None:
