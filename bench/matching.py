@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pacifica.notifications import jsonpath, orm, pipeline
+from pacifica.notifications import jsonpath, orm
+from pacifica.notifications.matcher import Matcher
 
 FIXTURE = Path(__file__).resolve().parent.parent / 'tests' / 'fixtures' / 'events.json'
 
@@ -39,16 +40,17 @@ def main() -> None:
                 orm.EventMatch.create(
                     name=f's{index}', jsonpath=path, user=f'u{index % 50}', target_url='http://127.0.0.1:9/'
                 )
+        matcher, now = Matcher(), orm.utcnow()
         started = time.perf_counter()
-        subs = pipeline.live_subscriptions()
+        matcher.match({}, now)
         load_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
-        pipeline.match_subscriptions(event, subs)
+        matcher.match(event, now)
         first_ms = (time.perf_counter() - started) * 1000
         timings = []
         for _ in range(args.events):
             started = time.perf_counter()
-            matched = pipeline.match_subscriptions(event, subs)
+            matched = matcher.match(event, now)
             timings.append((time.perf_counter() - started) * 1000)
         orm.BaseModel.database_close()
     print(
