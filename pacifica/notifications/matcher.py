@@ -1,11 +1,12 @@
 """Which live subscriptions an event matches, from a copy of them kept in memory.
 
 Reading every subscription for every event costs more than matching them,
-so each process keeps the live ones, grouped by expression, and reads them
-again only when they changed.  A subscription is never removed from the
-table and every change to one sets its ``updated``, so the count of rows and
-the latest ``updated`` say whether the copy is current: one small query per
-event.
+so each process keeps the live ones, grouped by expression and indexed by
+what each expression requires of an event (:mod:`pathindex`), and reads
+them again only when they changed.  A subscription is never removed from
+the table and every change to one sets its ``updated``, so the count of
+rows and the latest ``updated`` say whether the copy is current: one small
+query per event.  Only the expressions an event could match are tried.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from peewee import fn
 
 from . import jsonpath
 from .models import EventMatch
+from .pathindex import PathIndex, requirements, tokens
 
 LOG = logging.getLogger(__name__)
 
@@ -31,33 +33,36 @@ class Matcher:
         self._lock = threading.Lock()
         self._fingerprint: tuple | None = None
         self._groups: dict[str, list[EventMatch]] = {}
+        self._index: PathIndex[str] = PathIndex()
 
     def match(self, event: dict, received: datetime) -> list[EventMatch]:
         """The live subscriptions that existed at ``received`` and whose expression finds something.
 
         Subscriptions sharing an expression are judged by one evaluation.
         """
+        groups, index = self._current()
         matched = []
-        for text, group in self._current().items():
-            eligible = [sub for sub in group if sub.created <= received]
-            if not eligible:
-                continue
-            try:
-                if jsonpath.matches(text, event):
-                    matched.extend(eligible)
-            except jsonpath.JsonPathError:
-                LOG.warning('skipping %d subscription(s) with an unparsable jsonpath %r', len(eligible), text)
+        for text in index.candidates(tokens(event)):
+            eligible = [sub for sub in groups[text] if sub.created <= received]
+            if eligible and jsonpath.matches(text, event):
+                matched.extend(eligible)
         return matched
 
-    def _current(self) -> dict[str, list[EventMatch]]:
+    def _current(self) -> tuple[dict[str, list[EventMatch]], PathIndex[str]]:
         fingerprint = EventMatch.select(fn.COUNT(EventMatch.uuid), fn.MAX(EventMatch.updated)).scalar(as_tuple=True)
         with self._lock:
             if fingerprint != self._fingerprint:
                 groups: dict[str, list[EventMatch]] = defaultdict(list)
                 for sub in EventMatch.select().where(EventMatch.live()):
                     groups[sub.jsonpath].append(sub)
-                self._groups, self._fingerprint = dict(groups), fingerprint
-            return self._groups
+                index: PathIndex[str] = PathIndex()
+                for text, group in groups.items():
+                    try:
+                        index.add(text, requirements(jsonpath.parse(text)))
+                    except jsonpath.JsonPathError:
+                        LOG.warning('skipping %d subscription(s) with an unparsable jsonpath %r', len(group), text)
+                self._groups, self._index, self._fingerprint = dict(groups), index, fingerprint
+            return self._groups, self._index
 
 
 _MATCHER: tuple[int, Matcher] | None = None
