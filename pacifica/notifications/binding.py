@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 from peewee import Database, DatabaseError, DatabaseProxy, SqliteDatabase
@@ -78,20 +79,34 @@ def bind_database(url: str | None = None) -> Database:
     return database
 
 
+#: Seconds a pooled PostgreSQL connection may sit unused before it is pinged at checkout.
+PING_AFTER = 1.0
+#: When each pooled connection (by id) was last checked out.
+_LAST_USED: dict[int, float] = {}
+
+
 def connect() -> None:
     """Make sure this thread holds a connection (the one place connections are opened).
 
     Connecting a second time is harmless: an open connection is reused.  A
     pooled PostgreSQL connection that sat in the pool across a database
-    restart fails on first use; one ``SELECT 1`` finds it and replaces it,
-    so a request or task never does (peewee's MySQL pool pings by itself).
+    restart fails on first use; one ``SELECT 1`` finds it and replaces it, so
+    a request or task never does (peewee's MySQL pool pings by itself).  A
+    connection used within the last second is not pinged: under load that
+    would be one round trip more per request.
     """
     if DB.connect(reuse_if_open=True) and isinstance(DB.obj, PooledPostgresqlDatabase):
-        try:
-            DB.execute_sql('SELECT 1')
-        except DatabaseError:
-            DB.manual_close()
-            DB.connect()
+        conn, now = DB.connection(), time.monotonic()
+        if now - _LAST_USED.get(id(conn), 0.0) > PING_AFTER:
+            try:
+                DB.execute_sql('SELECT 1')
+            except DatabaseError:
+                DB.manual_close()
+                DB.connect()
+                conn = DB.connection()
+        if len(_LAST_USED) > 4096:
+            _LAST_USED.clear()
+        _LAST_USED[id(conn)] = now
 
 
 def close() -> None:

@@ -20,7 +20,9 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import urllib3
+from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, TimeoutError
+from urllib3.util import parse_url
 
 from . import __version__
 from .config import settings
@@ -30,7 +32,7 @@ USER_AGENT = f'pacifica-notifications/{__version__}'
 #: Connections kept alive per target host.
 POOL_SIZE = 64
 
-_POOL: tuple[int, urllib3.PoolManager] | None = None
+_POOL: tuple[int, urllib3.PoolManager, dict[str, tuple[HTTPConnectionPool, str]]] | None = None
 _POOL_LOCK = threading.Lock()
 
 
@@ -58,11 +60,27 @@ class Reply:
 
 def pool() -> urllib3.PoolManager:
     """This process's connection pools (a forked child makes its own)."""
+    return _client()[0]
+
+
+def _client() -> tuple[urllib3.PoolManager, dict[str, tuple[HTTPConnectionPool, str]]]:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL[0] != os.getpid():
-            _POOL = (os.getpid(), urllib3.PoolManager(num_pools=256, maxsize=POOL_SIZE, block=False, retries=False))
-        return _POOL[1]
+            manager = urllib3.PoolManager(num_pools=256, maxsize=POOL_SIZE, block=False, retries=False)
+            _POOL = (os.getpid(), manager, {})
+        return _POOL[1], _POOL[2]
+
+
+def _route(url: str) -> tuple[HTTPConnectionPool, str]:
+    """The connection pool and request path of a URL (worked out once per URL and process)."""
+    manager, routes = _client()
+    route = routes.get(url)
+    if route is None:
+        if len(routes) > 65536:
+            routes.clear()
+        route = routes[url] = (manager.connection_from_url(url), parse_url(url).request_uri)
+    return route
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -81,21 +99,30 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
-def post_json(url: str, payload: dict, headers: dict | None = None, auth: tuple[str, str] | None = None) -> Reply:
-    """POST ``payload`` as JSON and return what happened, never raising for network trouble."""
+def encode(payload: dict) -> bytes:
+    """A JSON body as sent: UTF-8, not ASCII-escaped."""
+    return json.dumps(payload, ensure_ascii=False).encode('utf-8')
+
+
+def post_json(
+    url: str, payload: dict | bytes, headers: dict | None = None, auth: tuple[str, str] | None = None
+) -> Reply:
+    """POST ``payload`` as JSON (or bytes already encoded) and return what happened, never raising."""
     config = settings()
-    body = json.dumps(payload, ensure_ascii=False).encode('utf-8')
+    body = payload if isinstance(payload, bytes) else encode(payload)
     all_headers = {'Content-Type': 'application/json', 'User-Agent': USER_AGENT, **(headers or {})}
     if auth is not None:
         all_headers['Authorization'] = basic_authorization(*auth)
     try:
-        resp = pool().request(
+        connections, path = _route(url)
+        resp = connections.urlopen(
             'POST',
-            url,
+            path,
             body=body,
             headers=all_headers,
             timeout=urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout),
             redirect=False,
+            assert_same_host=False,
             preload_content=False,
         )
     except (NewConnectionError, ProtocolError, ConnectionError) as exc:  # before TimeoutError: a subclass
@@ -128,7 +155,7 @@ def basic_authorization(username: str, password: str) -> str:
     return 'Basic ' + base64.b64encode(f'{username}:{password}'.encode()).decode('ascii')
 
 
-def ask_policy(policy_url: str, user: str, event: dict) -> Reply:
+def ask_policy(policy_url: str, user: str, event: dict | bytes) -> Reply:
     """Ask ``POST {policy_url}/events/{user}`` whether ``user`` may see ``event``."""
     return post_json(f'{policy_url.rstrip("/")}/events/{quote(user, safe="")}', event)
 
@@ -150,8 +177,8 @@ def with_extensions(event: dict, extensions: dict) -> dict:
     return {**event, 'extensions': {**(own if isinstance(own, dict) else {}), **extensions}}
 
 
-def deliver(target_url: str, event: dict, auth: dict, delivery_id: str) -> Reply:
-    """POST the event to a subscriber's target with its auth and a stable ``webhook-id``."""
+def deliver(target_url: str, event: dict | bytes, auth: dict, delivery_id: str) -> Reply:
+    """POST the event (or its encoded body) to a subscriber's target with its auth and a stable ``webhook-id``."""
     headers = {'webhook-id': delivery_id}
     basic = event_auth_to_requests(auth, headers)
     return post_json(target_url, event, headers, basic)

@@ -106,6 +106,7 @@ class GroupCommit:
     def receive(self, event: dict) -> Received:
         """Store ``event`` (or find its first copy) and queue it; raise what the database raised."""
         slot = _Slot(event)
+        fresh: list[str] = []
         with self._cond:
             self._waiting.append(slot)
             while not slot.answered:
@@ -116,21 +117,24 @@ class GroupCommit:
                 batch, self._waiting = self._waiting[: self.MAX_BATCH], self._waiting[self.MAX_BATCH :]
                 self._cond.release()
                 try:
-                    _commit(batch)
+                    fresh.extend(_store_batch(batch))
                 finally:
                     self._cond.acquire()
                     self._leading = False
                     self._cond.notify_all()
+        # Queued after the followers are answered and the next commit may begin.
+        if fresh:
+            _queue(fresh)
         if slot.error is not None:
             raise slot.error
         assert slot.received is not None
         return slot.received
 
 
-def _commit(batch: list[_Slot]) -> None:
-    """Store a batch in one transaction, answer each slot, then queue the new events together."""
+def _store_batch(batch: list[_Slot]) -> list[str]:
+    """Store a batch in one transaction and answer each slot; return the uuids of the new events."""
     try:
-        fresh = _store(batch)
+        return _store(batch)
     except IntegrityError:
         # Another process stored one of these keys meanwhile: go one by one.
         fresh = []
@@ -138,12 +142,11 @@ def _commit(batch: list[_Slot]) -> None:
             _answer_alone(slot)
             if slot.received is not None and not slot.received.duplicate:
                 fresh.append(str(slot.received.event.uuid))
+        return fresh
     except DatabaseError as exc:
         for slot in batch:
             slot.error = exc
-        return
-    if fresh:
-        _queue(fresh)
+        return []
 
 
 def _store(batch: list[_Slot]) -> list[str]:

@@ -36,17 +36,12 @@ class Matcher:
         self._index: PathIndex[str] = PathIndex()
 
     def match(self, event: dict, received: datetime) -> list[EventMatch]:
-        """The live subscriptions that existed at ``received`` and whose expression finds something.
+        """The live subscriptions that existed at ``received`` and whose expression finds something."""
+        return self.current().match(event, received)
 
-        Subscriptions sharing an expression are judged by one evaluation.
-        """
-        groups, index = self._current()
-        matched = []
-        for text in index.candidates(tokens(event)):
-            eligible = [sub for sub in groups[text] if sub.created <= received]
-            if eligible and jsonpath.matches(text, event):
-                matched.extend(eligible)
-        return matched
+    def current(self) -> Snapshot:
+        """The live subscriptions as they are now: a snapshot good for any event received before now."""
+        return Snapshot(*self._current())
 
     def _current(self) -> tuple[dict[str, list[EventMatch]], PathIndex[str]]:
         fingerprint = EventMatch.select(fn.COUNT(EventMatch.uuid), fn.MAX(EventMatch.updated)).scalar(as_tuple=True)
@@ -63,6 +58,25 @@ class Matcher:
                         LOG.warning('skipping %d subscription(s) with an unparsable jsonpath %r', len(group), text)
                 self._groups, self._index, self._fingerprint = dict(groups), index, fingerprint
             return self._groups, self._index
+
+
+class Snapshot:
+    """The live subscriptions at one moment, grouped and indexed."""
+
+    def __init__(self, groups: dict[str, list[EventMatch]], index: PathIndex[str]):
+        self.groups, self.index = groups, index
+
+    def match(self, event: dict, received: datetime) -> list[EventMatch]:
+        """The subscriptions that existed at ``received`` and whose expression finds something.
+
+        Subscriptions sharing an expression are judged by one evaluation.
+        """
+        matched = []
+        for text in self.index.candidates(tokens(event)):
+            eligible = [sub for sub in self.groups[text] if sub.created <= received]
+            if eligible and jsonpath.matches(text, event):
+                matched.extend(eligible)
+        return matched
 
 
 _MATCHER: tuple[int, Matcher] | None = None

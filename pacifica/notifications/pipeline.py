@@ -30,7 +30,7 @@ from peewee import IntegrityError
 from . import binding, delivery, due
 from .config import settings
 from .delivery import Reply
-from .matcher import matcher
+from .matcher import Snapshot, matcher
 from .models import POLICY_SKIPPED, SENDING, BaseModel, EventLog, EventLogMatch, EventMatch, utcnow
 from .sender import sender
 from .verdicts import Verdict, policy_verdict, retry_delay, target_verdict
@@ -113,30 +113,46 @@ def disable_eventmatch(eventmatch_uuid: object, error: str) -> None:
     LOG.warning('disabled subscription %s: %s', eventmatch_uuid, error)
 
 
-def dispatch_orm_event(orm_event: EventLog) -> dict[str, list[EventLogMatch]]:
+def dispatch_orm_event(
+    orm_event: EventLog, snapshot: Snapshot | None = None, **fields: object
+) -> dict[str, list[EventLogMatch]]:
     """Match a logged event against every live subscription; return its undelivered rows by user.
 
     Rows are created in one statement that skips pairs already logged, so a
-    repeated dispatch finds the rows of the first and never doubles them.
+    repeated dispatch finds the rows of the first and never doubles them;
+    new rows get ``fields`` (a due time, say) as they are created.  When
+    every row is new, as on an event's first dispatch, they are not read
+    back.
     """
-    matched = matcher().match(json.loads(orm_event.jsondata), orm_event.created)
+    event = json.loads(orm_event.jsondata)
+    matched = (snapshot or matcher().current()).match(event, orm_event.created)
     if not matched:
         return {}
-    EventLogMatch.insert_many(
-        [
-            {'uuid': uuid.uuid4(), 'event_log': orm_event.uuid, 'event_match': sub.uuid, 'created': utcnow()}
-            for sub in matched
+    now = utcnow()
+    rows = [
+        EventLogMatch(uuid=uuid.uuid4(), event_log=orm_event.uuid, event_match=sub, created=now, **fields)
+        for sub in matched
+    ]
+    columns = ('uuid', 'event_log', 'event_match', 'created', 'attempts', *fields)
+    inserted = (
+        EventLogMatch.insert_many([{name: row.__data__[name] for name in columns} for row in rows])
+        .on_conflict_ignore()
+        .as_rowcount()
+        .execute()
+    )
+    if inserted != len(rows):
+        rows = [
+            row
+            for row in EventLogMatch.select(EventLogMatch, EventMatch)
+            .join(EventMatch)
+            .where((EventLogMatch.event_log == orm_event.uuid) & EventLogMatch.event_match.in_(matched))
+            if not row.is_delivered()
         ]
-    ).on_conflict_ignore().execute()
-    users = {sub.uuid: sub.user for sub in matched}
+        if fields and rows:
+            EventLogMatch.update(**fields).where(EventLogMatch.uuid.in_([row.uuid for row in rows])).execute()
     pending: dict[str, list[EventLogMatch]] = defaultdict(list)
-    for row in (
-        EventLogMatch.select(EventLogMatch, EventMatch)
-        .join(EventMatch)
-        .where((EventLogMatch.event_log == orm_event.uuid) & EventLogMatch.event_match.in_(list(users)))
-    ):
-        if not row.is_delivered():
-            pending[users[row.event_match_id]].append(row)
+    for row in rows:
+        pending[row.event_match.user].append(row)
     return dict(pending)
 
 
@@ -168,24 +184,25 @@ def dispatch_many(event_uuids: list[str], scheduler: Scheduler, retake: bool = F
     resumes what is not done.
     """
     policy_url = settings().policy_url
+    skipped = {} if policy_url else {'policy_status_code': POLICY_SKIPPED}
+    snapshot = matcher().current()  # the events were received before now
+    events = {str(event.uuid): event for event in EventLog.select().where(EventLog.uuid.in_(event_uuids))}
     plans = []
     for event_uuid in event_uuids:
-        orm_event = EventLog.get_or_none(EventLog.uuid == event_uuid)
+        orm_event = events.get(str(event_uuid))
         if orm_event is None or orm_event.retry_at is None:
             continue
-        pending = dispatch_orm_event(orm_event)
-        rows = [row for user_rows in pending.values() for row in user_rows]
-        skipped = {} if policy_url else {'policy_status_code': POLICY_SKIPPED}
-        due.mark([row.uuid for row in rows], due.deadline(), **skipped)
-        plan = _Plan(event_uuid, json.loads(orm_event.jsondata), Outcome(matched=len(rows)))
+        pending = dispatch_orm_event(orm_event, snapshot, retry_at=due.deadline(), **skipped)
+        plan = _Plan(str(event_uuid), json.loads(orm_event.jsondata), Outcome(matched=sum(map(len, pending.values()))))
         if skipped:
-            plan.deliveries = [(row, None) for row in rows]
+            plan.deliveries = [(row, None) for rows in pending.values() for row in rows]
         else:
             plan.questions = pending
         plans.append(plan)
     _carry_out(plans, scheduler, retake)
+    if plans:
+        EventLog.update(retry_at=None).where(EventLog.uuid.in_([plan.event_uuid for plan in plans])).execute()
     for plan in plans:
-        due.mark_event(plan.event_uuid, None)
         LOG.info('event %s: %s', plan.event_uuid, plan.outcome.describe())
     return [plan.outcome for plan in plans]
 
@@ -234,19 +251,21 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
     """Ask every question of these plans at once, then make every delivery at once."""
     url = settings().policy_url
     asked = [
-        (plan, user, sender().submit(url, partial(delivery.ask_policy, url, user, plan.event)))
-        for plan in plans
+        (plan, user, sender().submit(url, partial(delivery.ask_policy, url, user, encoded)))
+        for plan, encoded in ((plan, delivery.encode(plan.event)) for plan in plans if plan.questions)
         for user in plan.questions
     ]
     for plan, user, question in asked:
         plan.outcome.asked += 1
         allowed = _record_answer(plan, user, question.result(), scheduler)
         plan.deliveries.extend((row, None) for row in allowed)
-    jobs = [
-        _Delivery(plan.outcome, row, plan.event, attempt or row.attempts + 1, scheduler)
-        for plan in plans
-        for row, attempt in plan.deliveries
-    ]
+    jobs: list[_Delivery] = []
+    for plan in plans:
+        body = delivery.encode(plan.event) if plan.deliveries else b''
+        jobs.extend(
+            _Delivery(plan.outcome, row, plan.event, body, attempt or row.attempts + 1, scheduler)
+            for row, attempt in plan.deliveries
+        )
     claimed = _take_attempts(jobs, retake)
     futures = [sender().submit(job.row.event_match.target_url, job.send) for job in claimed]
     wait(futures, timeout=WAIT_FOR_DELIVERIES)
@@ -299,8 +318,11 @@ class _Delivery:
     the sender thread records the outcome itself.
     """
 
-    def __init__(self, outcome: Outcome, row: EventLogMatch, event: dict, number: int, scheduler: Scheduler):
+    def __init__(
+        self, outcome: Outcome, row: EventLogMatch, event: dict, body: bytes, number: int, scheduler: Scheduler
+    ):
         self.outcome, self.row, self.event, self.number, self.scheduler = outcome, row, event, number, scheduler
+        self.body = body  # the event encoded once for every subscription without extensions
         self.lock = threading.Lock()
         self.reply: Reply | None = None
         self.detached = False
@@ -309,7 +331,8 @@ class _Delivery:
     def send(self) -> None:
         """Make the call (in a sender thread); record it here if the task has gone."""
         sub = self.row.event_match
-        body = delivery.with_extensions(self.event, sub.extensions_dict())
+        extensions = sub.extensions_dict()
+        body = delivery.encode(delivery.with_extensions(self.event, extensions)) if extensions else self.body
         reply = delivery.deliver(sub.target_url, body, sub.auth_dict(), str(self.row.uuid))
         with self.lock:
             self.reply = reply
@@ -345,49 +368,64 @@ def _take_attempts(jobs: list[_Delivery], retake: bool) -> list[_Delivery]:
     for job in jobs:
         by_number[job.number].append(job)
     hold = due.held_for(settings().in_flight + WAIT_FOR_DELIVERIES)
+    all_taken = True
     for number, group in by_number.items():
         takeable = EventLogMatch.attempts == number - 1
         if retake:
             takeable |= (EventLogMatch.attempts == number) & (EventLogMatch.target_status_code == SENDING)
-        EventLogMatch.update(attempts=number, last_attempt=stamp, retry_at=hold, target_status_code=SENDING).where(
-            EventLogMatch.uuid.in_([job.row.uuid for job in group]) & takeable
-        ).execute()
+        count = (
+            EventLogMatch.update(attempts=number, last_attempt=stamp, retry_at=hold, target_status_code=SENDING)
+            .where(EventLogMatch.uuid.in_([job.row.uuid for job in group]) & takeable)
+            .execute()
+        )
+        all_taken = all_taken and count == len(group)
+    for job in jobs:
+        job.stamp = stamp
+    if all_taken:
+        return jobs
     taken = {
         row.uuid
         for row in EventLogMatch.select(EventLogMatch.uuid).where(
             EventLogMatch.uuid.in_([job.row.uuid for job in jobs]) & (EventLogMatch.last_attempt == stamp)
         )
     }
-    for job in jobs:
-        job.stamp = stamp
     return [job for job in jobs if job.row.uuid in taken]
 
 
 def _record(jobs: list[_Delivery]) -> None:
-    """Record answers in one transaction, then plan what follows each: done, retry, or disable."""
+    """Record answers in one transaction, then plan what follows each: done, retry, or disable.
+
+    Deliveries that got the same answer are recorded by one statement.
+    """
     if not jobs:
         return
     retries: list[tuple[_Delivery, float]] = []
+    done: dict[tuple[str, str], list[object]] = defaultdict(list)
     with BaseModel.atomic():
         for job in jobs:
             reply = job.reply
             assert reply is not None
             verdict = target_verdict(reply)
-            delay = None
-            if verdict is Verdict.RETRY:
-                delay = retry_delay(settings().retry_schedule, job.number, reply.retry_after)
-            update_log_match(job.row.uuid, reply, None if delay is None else due.deadline(delay))
-            sub = job.row.event_match
             if verdict is Verdict.DONE:
+                done[(reply.code, reply.body)].append(job.row.uuid)
                 job.outcome.delivered += 1
                 continue
             job.outcome.failed += 1
+            sub = job.row.event_match
+            delay = retry_delay(settings().retry_schedule, job.number, reply.retry_after)
+            if verdict is not Verdict.RETRY:
+                delay = None
+            update_log_match(job.row.uuid, reply, None if delay is None else due.deadline(delay))
             if delay is not None:
                 retries.append((job, delay))
             elif verdict is Verdict.RETRY:
                 disable_eventmatch(sub.uuid, f'target {reply.describe()}; gave up after {job.number} attempt(s)')
             else:
                 disable_eventmatch(sub.uuid, f'target {reply.describe()}')
+        for (code, body), uuids in done.items():
+            EventLogMatch.update(target_status_code=code, target_resp_body=body, retry_at=None).where(
+                EventLogMatch.uuid.in_(uuids)
+            ).execute()
     for job, delay in retries:
         _later(job.scheduler.deliver_later, str(job.row.uuid), job.number + 1, delay)
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 from .config import settings
 
@@ -27,10 +28,15 @@ class Sender:
 
     def __init__(self, threads: int, per_target: int):
         self.per_target = per_target
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix='sender')
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}
         self._waiting: dict[str, deque[tuple[Callable[[], object], Future]]] = {}
+        self._ready: queue.SimpleQueue[tuple[str, Callable[[], object], Future] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f'sender-{number}', daemon=True) for number in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, target: str, call: Callable[[], object]) -> Future:
         """Run ``call`` for ``target`` now if it has a free place, or when it next has one."""
@@ -61,7 +67,8 @@ class Sender:
                 for _call, future in line:
                     future.cancel()
             self._waiting.clear()
-        self._executor.shutdown(wait=False)
+        for _thread in self._threads:
+            self._ready.put(None)
 
     def busy(self) -> dict[str, int]:
         """Calls in flight per target (for metrics and tests)."""
@@ -70,7 +77,11 @@ class Sender:
 
     def _start(self, target: str, call: Callable[[], object], future: Future) -> None:
         future.set_running_or_notify_cancel()
-        self._executor.submit(self._run, target, call, future)
+        self._ready.put((target, call, future))
+
+    def _serve(self) -> None:
+        while (item := self._ready.get()) is not None:
+            self._run(*item)
 
     def _run(self, target: str, call: Callable[[], object], future: Future) -> None:
         try:
