@@ -57,11 +57,12 @@ def app_config() -> dict:
             'error_page.default': error_page_default,
             'request.body.processors': {},
             'request.body.maxbytes': settings().max_request_bytes,
-            'hooks.on_start_resource': open_connection,
             'hooks.on_end_request': close_connection,
             'hooks.before_finalize': unpad_error,
             'hooks.after_error_response': unpad_error,
         },
+        # /receive connects only in the request that commits a group (intake.GroupCommit).
+        '/eventmatch': {'hooks.on_start_resource': open_connection},
     }
 
 

@@ -80,7 +80,7 @@ def bind_database(url: str | None = None) -> Database:
 
 
 #: Seconds a pooled PostgreSQL connection may sit unused before it is pinged at checkout.
-PING_AFTER = 1.0
+PING_AFTER = 10.0
 #: When each pooled connection (by id) was last checked out.
 _LAST_USED: dict[int, float] = {}
 
@@ -92,8 +92,8 @@ def connect() -> None:
     pooled PostgreSQL connection that sat in the pool across a database
     restart fails on first use; one ``SELECT 1`` finds it and replaces it, so
     a request or task never does (peewee's MySQL pool pings by itself).  A
-    connection used within the last second is not pinged: under load that
-    would be one round trip more per request.
+    connection used within :data:`PING_AFTER` seconds is not pinged: that
+    would be one round trip more per request or task.
     """
     if DB.connect(reuse_if_open=True) and isinstance(DB.obj, PooledPostgresqlDatabase):
         conn, now = DB.connection(), time.monotonic()

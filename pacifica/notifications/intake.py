@@ -22,7 +22,7 @@ from typing import NamedTuple
 from peewee import DatabaseError, IntegrityError
 
 from . import due
-from .binding import write_transaction
+from .binding import connect, write_transaction
 from .models import EventLog, utcnow
 from .tasks import dispatch_events
 
@@ -150,34 +150,45 @@ def _store_batch(batch: list[_Slot]) -> list[str]:
 
 
 def _store(batch: list[_Slot]) -> list[str]:
-    """Insert the batch's new events (the first of each key); answer every slot; return the new uuids."""
-    keys = [slot.key for slot in batch if slot.key]
+    """Insert the batch's new events (the first of each key); answer every slot; return the new uuids.
+
+    The insert skips keys stored before; only when it skipped some are they read.
+    """
     first: dict[str, _Slot] = {}
     rows: list[tuple[_Slot, EventLog]] = []
+    for slot in batch:
+        if slot.key is None or slot.key not in first:
+            if slot.key:
+                first[slot.key] = slot
+            row = EventLog(
+                uuid=uuid.uuid4(),
+                jsondata=json.dumps(slot.event, ensure_ascii=False),
+                dedup_key=slot.key,
+                created=utcnow(),
+                retry_at=due.deadline(),
+            )
+            rows.append((slot, row))
+    connect()
     with write_transaction():
-        known = {row.dedup_key: row for row in EventLog.select().where(EventLog.dedup_key.in_(keys))} if keys else {}
-        for slot in batch:
-            if slot.key in known:
-                slot.received = Received(known[slot.key], True)
-            elif slot.key is None or slot.key not in first:
-                if slot.key:
-                    first[slot.key] = slot
-                row = EventLog(
-                    uuid=uuid.uuid4(),
-                    jsondata=json.dumps(slot.event, ensure_ascii=False),
-                    dedup_key=slot.key,
-                    created=utcnow(),
-                    retry_at=due.deadline(),
-                )
-                rows.append((slot, row))
-        if rows:
-            EventLog.bulk_create([row for _slot, row in rows])
+        inserted = (
+            EventLog.insert_many([row.__data__ for _slot, row in rows]).on_conflict_ignore().as_rowcount().execute()
+        )
+        stored = {}
+        if inserted != len(rows):
+            keys = [row.dedup_key for _slot, row in rows if row.dedup_key]
+            stored = {row.dedup_key: row for row in EventLog.select().where(EventLog.dedup_key.in_(keys))}
+    fresh = []
     for slot, row in rows:
-        slot.received = Received(row, False)
+        earlier = stored.get(row.dedup_key) if row.dedup_key else None
+        if earlier is not None and earlier.uuid != row.uuid:
+            slot.received = Received(earlier, True)
+        else:
+            slot.received = Received(row, False)
+            fresh.append(str(row.uuid))
     for slot in batch:
         if not slot.answered and slot.key in first:
             slot.received = Received(first[slot.key].received.event, True)  # type: ignore[union-attr]
-    return [str(row.uuid) for _slot, row in rows]
+    return fresh
 
 
 def _answer_alone(slot: _Slot) -> None:

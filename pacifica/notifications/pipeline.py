@@ -165,7 +165,7 @@ class _Plan:
     outcome: Outcome
     questions: dict[str, list[EventLogMatch]] = field(default_factory=dict)
     ask_attempt: int = 1
-    deliveries: list[tuple[EventLogMatch, int | None]] = field(default_factory=list)
+    deliveries: list[tuple[EventLogMatch, int | None, dict]] = field(default_factory=list)
 
 
 def dispatch(event_uuid: str, scheduler: Scheduler, retake: bool = False) -> Outcome:
@@ -195,7 +195,7 @@ def dispatch_many(event_uuids: list[str], scheduler: Scheduler, retake: bool = F
         pending = dispatch_orm_event(orm_event, snapshot, retry_at=due.deadline(), **skipped)
         plan = _Plan(str(event_uuid), json.loads(orm_event.jsondata), Outcome(matched=sum(map(len, pending.values()))))
         if skipped:
-            plan.deliveries = [(row, None) for rows in pending.values() for row in rows]
+            plan.deliveries = [(row, None, {}) for rows in pending.values() for row in rows]
         else:
             plan.questions = pending
         plans.append(plan)
@@ -233,7 +233,7 @@ def deliver_one(elm_uuid: str, attempt: int, scheduler: Scheduler, retake: bool 
     if row.is_delivered() or not row.event_match.is_live():
         due.mark([row.uuid], None)
         return Outcome()
-    plan = _Plan(str(row.event_log_id), json.loads(row.event_log.jsondata), Outcome(), deliveries=[(row, attempt)])
+    plan = _Plan(str(row.event_log_id), json.loads(row.event_log.jsondata), Outcome(), deliveries=[(row, attempt, {})])
     _carry_out([plan], scheduler, retake)
     return plan.outcome
 
@@ -257,14 +257,16 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
     ]
     for plan, user, question in asked:
         plan.outcome.asked += 1
-        allowed = _record_answer(plan, user, question.result(), scheduler)
-        plan.deliveries.extend((row, None) for row in allowed)
+        reply = question.result()
+        allowed = _record_answer(plan, user, reply, scheduler)
+        answer = {'policy_status_code': reply.code, 'policy_resp_body': reply.body}
+        plan.deliveries.extend((row, None, answer) for row in allowed)
     jobs: list[_Delivery] = []
     for plan in plans:
         body = delivery.encode(plan.event) if plan.deliveries else b''
         jobs.extend(
-            _Delivery(plan.outcome, row, plan.event, body, attempt or row.attempts + 1, scheduler)
-            for row, attempt in plan.deliveries
+            _Delivery(plan.outcome, row, plan.event, body, attempt or row.attempts + 1, scheduler, answer)
+            for row, attempt, answer in plan.deliveries
         )
     claimed = _take_attempts(jobs, retake)
     futures = [sender().submit(job.row.event_match.target_url, job.send) for job in claimed]
@@ -287,14 +289,16 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
 
 
 def _record_answer(plan: _Plan, user: str, reply: Reply, scheduler: Scheduler) -> list[EventLogMatch]:
-    """Record the policy server's answer about ``user`` on their rows; return the rows allowed."""
+    """Record the policy server's answer about ``user`` on their rows; return the rows allowed.
+
+    An allowed row's answer is recorded with the claim of its delivery (:func:`_take_attempts`).
+    """
     rows, attempt = plan.questions[user], plan.ask_attempt
     verdict = policy_verdict(reply)
     delay = retry_delay(settings().retry_schedule, attempt, reply.retry_after) if verdict is Verdict.RETRY else None
     answer = {'policy_status_code': reply.code, 'policy_resp_body': reply.body}
     uuids = [row.uuid for row in rows]
     if verdict is Verdict.DONE:
-        due.mark(uuids, due.deadline(), **answer)
         return rows
     if verdict is Verdict.DENIED:
         due.mark(uuids, None, **answer)
@@ -319,10 +323,18 @@ class _Delivery:
     """
 
     def __init__(
-        self, outcome: Outcome, row: EventLogMatch, event: dict, body: bytes, number: int, scheduler: Scheduler
+        self,
+        outcome: Outcome,
+        row: EventLogMatch,
+        event: dict,
+        body: bytes,
+        number: int,
+        scheduler: Scheduler,
+        answer: dict,
     ):
         self.outcome, self.row, self.event, self.number, self.scheduler = outcome, row, event, number, scheduler
         self.body = body  # the event encoded once for every subscription without extensions
+        self.answer = answer  # the policy server's answer, recorded with the claim
         self.lock = threading.Lock()
         self.reply: Reply | None = None
         self.detached = False
@@ -364,17 +376,19 @@ def _take_attempts(jobs: list[_Delivery], retake: bool) -> list[_Delivery]:
     if not jobs:
         return []
     stamp = utcnow()
-    by_number: dict[int, list[_Delivery]] = defaultdict(list)
+    groups: dict[tuple, list[_Delivery]] = defaultdict(list)
     for job in jobs:
-        by_number[job.number].append(job)
+        groups[(job.number, tuple(sorted(job.answer.items())))].append(job)
     hold = due.held_for(settings().in_flight + WAIT_FOR_DELIVERIES)
     all_taken = True
-    for number, group in by_number.items():
+    for (number, answer), group in groups.items():
         takeable = EventLogMatch.attempts == number - 1
         if retake:
             takeable |= (EventLogMatch.attempts == number) & (EventLogMatch.target_status_code == SENDING)
         count = (
-            EventLogMatch.update(attempts=number, last_attempt=stamp, retry_at=hold, target_status_code=SENDING)
+            EventLogMatch.update(
+                attempts=number, last_attempt=stamp, retry_at=hold, target_status_code=SENDING, **dict(answer)
+            )
             .where(EventLogMatch.uuid.in_([job.row.uuid for job in group]) & takeable)
             .execute()
         )
@@ -389,6 +403,9 @@ def _take_attempts(jobs: list[_Delivery], retake: bool) -> list[_Delivery]:
             EventLogMatch.uuid.in_([job.row.uuid for job in jobs]) & (EventLogMatch.last_attempt == stamp)
         )
     }
+    for job in jobs:
+        if job.row.uuid not in taken and job.answer:  # another process has it: keep the answer all the same
+            EventLogMatch.update(**job.answer).where(EventLogMatch.uuid == job.row.uuid).execute()
     return [job for job in jobs if job.row.uuid in taken]
 
 
