@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import re
 import resource
 import shutil
 import signal
@@ -44,13 +42,14 @@ import threading
 import time
 import uuid
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+import common
 import requests
+from common import Catcher, Children, answering, count_log_problems, free_port, log, log_ready, percentiles, redact
 
-FIXTURE = Path(__file__).resolve().parent.parent / 'tests' / 'fixtures' / 'events.json'
+common.TAG = 'load'
+FIXTURE = common.FIXTURE
 BIN = Path(sys.executable).parent
 # Settings we decide; an inherited value would silently change what is measured.
 OWN_SETTINGS = (
@@ -61,178 +60,6 @@ OWN_SETTINGS = (
     'NOTIFICATIONS_DATA_DIR',
     'POLICY_URL',
 )
-
-
-def log(message: str) -> None:
-    print(f'[load {time.strftime("%H:%M:%S")}] {message}', file=sys.stderr, flush=True)
-
-
-class Catcher:
-    """Threaded HTTP server on 127.0.0.1 that answers every POST 200; ``record`` keeps them."""
-
-    def __init__(self, record: bool):
-        self.lock = threading.Lock()
-        self.arrivals: list[tuple[float, str, str, str]] = []  # (time, path, webhook-id, eventID)
-        self.count = 0
-        catcher = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = 'HTTP/1.1'
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
-                now = time.monotonic()
-                marker = ''
-                if record:
-                    try:
-                        marker = str(json.loads(body).get('eventID', ''))
-                    except (ValueError, AttributeError):
-                        pass
-                with catcher.lock:
-                    catcher.count += 1
-                    if record:
-                        catcher.arrivals.append((now, self.path, self.headers.get('webhook-id', ''), marker))
-                self.send_response(200)
-                self.send_header('Content-Type', 'application/json')
-                self.send_header('Content-Length', '2')
-                self.end_headers()
-                self.wfile.write(b'{}')
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f'http://127.0.0.1:{self.server.server_address[1]}'
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Children:
-    """The processes this script starts, each in its own process group with a log file.
-
-    Processes they start themselves (the server's embedded worker) share their group and are
-    reported as NAME+.
-    """
-
-    def __init__(self, folder: Path, env: dict):
-        self.folder, self.env, self.procs = folder, env, []
-        self.expected: Counter | None = None  # live processes per name once all are ready
-        self.died: list[str] = []
-
-    def start(self, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
-        path = self.folder / f'{name}.log'
-        with open(path, 'ab') as out:
-            proc = subprocess.Popen(args, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append((name, proc))
-        return proc, path
-
-    def processes(self) -> list[tuple[str, float, bool]]:
-        """(name, CPU seconds so far, alive) of every process in our groups (Linux /proc)."""
-        tick, found = os.sysconf('SC_CLK_TCK'), []
-        groups = {proc.pid: name for name, proc in self.procs}
-        for stat in Path('/proc').glob('[0-9]*/stat'):
-            try:
-                fields = stat.read_text().rsplit(')', 1)[1].split()
-            except (OSError, IndexError):
-                continue  # gone meanwhile
-            pid, group = int(stat.parent.name), int(fields[2])
-            if group in groups:
-                found.append(
-                    (
-                        groups[group] + ('' if pid == group else '+'),
-                        (int(fields[11]) + int(fields[12])) / tick,
-                        fields[0] not in 'ZX',
-                    )
-                )
-        return found
-
-    def cpu_seconds(self) -> dict:
-        used: dict[str, float] = {}
-        for name, cpu, _alive in self.processes():
-            used[name] = round(used.get(name, 0) + cpu, 1)
-        return used
-
-    def check(self) -> None:
-        """Fail if a process exits while starting or if the server dies; note dead workers."""
-        if self.expected is None:
-            for name, proc in self.procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f'{name} exited with status {proc.returncode}; see {self.folder / name}.log')
-            return
-        alive = Counter(name for name, _cpu, live in self.processes() if live)
-        for name, count in self.expected.items():
-            if alive[name] < count and name not in self.died:
-                self.died.append(name)
-                log(f'WARNING: {name} died (see {self.folder / name.rstrip("+")}.log); measuring on')
-        if 'server' in self.died:
-            raise RuntimeError(f'the server died; see {self.folder}/server.log')
-
-    def wait_for(self, what: str, check, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            self.check()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f'timed out after {timeout:.0f}s waiting for {what}')
-            time.sleep(0.2)
-
-    @staticmethod
-    def signal_group(proc: subprocess.Popen, sig: int) -> None:
-        try:
-            os.killpg(proc.pid, sig)  # the leader may be gone while its children live on
-        except ProcessLookupError:
-            pass
-
-    def stop_all(self) -> None:
-        for _name, proc in self.procs:
-            self.signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        for name, proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log(f'{name} ignored SIGTERM; killing it')
-                self.signal_group(proc, signal.SIGKILL)
-                proc.wait(timeout=10)
-
-
-def answering(url: str) -> bool:
-    try:
-        return requests.get(f'{url}/eventmatch', timeout=2) is not None
-    except requests.RequestException:
-        return False
-
-
-def log_ready(path: Path) -> bool:
-    return ' ready.' in path.read_text(errors='replace')
-
-
-def free_port() -> int:
-    server = ThreadingHTTPServer(('127.0.0.1', 0), BaseHTTPRequestHandler)
-    port = server.server_address[1]
-    server.server_close()
-    return port
-
-
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f':{parts.password}@', ':***@')
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-def percentiles(values: list[float]) -> dict:
-    """Nearest-rank p50, p95 and p99."""
-    ordered = sorted(values)
-
-    def rank(share: float):
-        return round(ordered[max(0, math.ceil(share * len(ordered)) - 1)], 1) if ordered else None
-
-    return {'p50': rank(0.50), 'p95': rank(0.95), 'p99': rank(0.99)}
 
 
 def create_subscriptions(url: str, target: str, args, run: str) -> tuple[dict, list]:
@@ -310,15 +137,6 @@ def post_events(
                 results['duplicate_answers'].append(marker)
             else:
                 results['sent'][marker] = sent
-
-
-def count_log_problems(folder: Path) -> dict:
-    """Lines that look like errors in each log this run kept."""
-    pattern = re.compile(r'ERROR|CRITICAL|Traceback')
-    return {
-        path.name: sum(1 for line in path.read_text(errors='replace').splitlines() if pattern.search(line))
-        for path in sorted(folder.glob('*.log'))
-    }
 
 
 def start_service(children: Children, args) -> str:
