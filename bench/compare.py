@@ -964,7 +964,7 @@ class Run:
             'workers': workers,
             'worker_command': ' '.join(
                 ['celery -A pacifica.notifications.tasks worker --loglevel INFO', *worker_args]
-                + ([] if worker_args else ['(default pool: prefork, concurrency = CPUs)'])
+                + ([] if worker_args else ['(default pool: WORKER_POOL=threads, WORKER_CONCURRENCY=8)'])
             ),
             'read_timeout_s': READ_TIMEOUT,
         }

@@ -12,6 +12,7 @@ from peewee import DatabaseError
 
 from .config import settings
 from .models import BaseModel
+from .receiving import ReceiveApp
 from .rest import Root, error_page_default, error_response
 
 #: Engine and server settings used unless a CherryPy config file says otherwise.
@@ -67,11 +68,42 @@ def app_config() -> dict:
 
 
 def mount(cpconfig: str = '') -> cherrypy.Application:
-    """Mount the REST root at ``/`` with our settings, then the CherryPy file's."""
+    """Mount the REST root at ``/`` with our settings, then the CherryPy file's; graft the fast ``/receive``.
+
+    Serve ``cherrypy.tree`` (as the servers do), not the returned application,
+    to have both.
+    """
     cherrypy.config.update(GLOBAL_DEFAULTS)
     if cpconfig:
         cherrypy.config.update(cpconfig)
     app = cherrypy.tree.mount(Root(), '/', app_config())
     if cpconfig:
         app.merge(cpconfig)
+    tools = _tools_on(app, RECEIVE)
+    if tools:
+        cherrypy.log(f'{RECEIVE} is served by CherryPy, because the CherryPy config turns on {", ".join(tools)} there')
+    else:
+        headers = app.find_config(RECEIVE, 'tools.response_headers.headers', [])
+        if not app.find_config(RECEIVE, 'tools.response_headers.on', False):
+            headers = []
+        max_bytes = app.find_config(RECEIVE, 'request.body.maxbytes', settings().max_request_bytes)
+        cherrypy.tree.graft(ReceiveApp(max_bytes, headers), RECEIVE)
     return app
+
+
+#: Where producers post events.
+RECEIVE = '/receive'
+
+#: Tools the fast ``/receive`` applies itself.
+_FAST_TOOLS = ('response_headers',)
+
+
+def _tools_on(app: cherrypy.Application, path: str) -> list[str]:
+    """The CherryPy tools turned on at ``path`` (globally, at ``/`` or below) that the fast path lacks."""
+    names = set()
+    for section in (cherrypy.config, *(app.config.get(p, {}) for p in ('/', path))):
+        for key, value in section.items():
+            parts = key.split('.')
+            if len(parts) == 3 and parts[0] == 'tools' and parts[2] == 'on' and value:
+                names.add(parts[1])
+    return sorted(name for name in names if name not in _FAST_TOOLS)

@@ -5,24 +5,30 @@ then queued; the log, not the broker, is the source of truth.  An event the
 broker never got stays due in the log until the recovery sweep queues it.
 
 Concurrent requests are committed together (:class:`GroupCommit`): one
-transaction and one broker message for all the events that arrived while
-the previous commit was under way.  A lone request is committed at once.
+statement for all the events that arrived while the previous commit was
+under way.  A lone request is committed at once.  Queueing is left to one
+thread per process (:class:`Publisher`), which sends one broker message for
+whatever has been stored since its last one: a request never waits for the
+broker.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
 import os
+import queue
 import threading
+import time
 import uuid
 from typing import NamedTuple
 
 from peewee import DatabaseError, IntegrityError
 
 from . import due
-from .binding import connect, write_transaction
+from .binding import close, connect, write_transaction
 from .models import EventLog, utcnow
 from .tasks import dispatch_events
 
@@ -88,47 +94,67 @@ class _Slot:
 
 
 class GroupCommit:
-    """Store the events of concurrent requests in one transaction, and queue them in one message.
+    """Store the events of concurrent requests in one statement.
 
     The first request to arrive while no commit is under way leads: it takes
-    the events waiting (its own among them), commits and queues them, and
-    wakes the others; a request arriving during a commit waits for the next.
+    the events waiting (its own among them), commits them, hands the new ones
+    to the publisher and wakes the others; a request arriving during a commit
+    waits for the next.  Under load (the last commit took more than one
+    event) the leader waits a moment for as many as the last commit took:
+    each commit costs about the same whatever it holds, so fuller ones serve
+    more requests with the same processor.
     """
 
     #: Most events one commit takes.
     MAX_BATCH = 256
+    #: Longest a leader waits, under load, for a fuller commit (seconds).
+    LINGER = 0.002
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
+        self._arrived = threading.Condition(self._cond)  # the same lock: wakes only a lingering leader
         self._waiting: list[_Slot] = []
         self._leading = False
+        self._last_batch = 0
 
     def receive(self, event: dict) -> Received:
         """Store ``event`` (or find its first copy) and queue it; raise what the database raised."""
         slot = _Slot(event)
-        fresh: list[str] = []
         with self._cond:
             self._waiting.append(slot)
+            self._arrived.notify()
             while not slot.answered:
                 if self._leading:
                     self._cond.wait()
                     continue
                 self._leading = True
+                self._linger()
                 batch, self._waiting = self._waiting[: self.MAX_BATCH], self._waiting[self.MAX_BATCH :]
                 self._cond.release()
                 try:
-                    fresh.extend(_store_batch(batch))
+                    self._last_batch = len(batch)
+                    fresh = _store_batch(batch)
+                    if fresh:
+                        publisher().put(fresh)
                 finally:
                     self._cond.acquire()
                     self._leading = False
                     self._cond.notify_all()
-        # Queued after the followers are answered and the next commit may begin.
-        if fresh:
-            _queue(fresh)
         if slot.error is not None:
             raise slot.error
         assert slot.received is not None
         return slot.received
+
+    def _linger(self) -> None:
+        """Under load, wait (the lock released meanwhile) for as many events as the last commit took."""
+        if self._last_batch < 2:
+            return
+        until = time.monotonic() + self.LINGER
+        while len(self._waiting) < min(self._last_batch, self.MAX_BATCH):
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            self._arrived.wait(left)
 
 
 def _store_batch(batch: list[_Slot]) -> list[str]:
@@ -152,10 +178,13 @@ def _store_batch(batch: list[_Slot]) -> list[str]:
 def _store(batch: list[_Slot]) -> list[str]:
     """Insert the batch's new events (the first of each key); answer every slot; return the new uuids.
 
-    The insert skips keys stored before; only when it skipped some are they read.
+    One statement, atomic by itself, so no transaction around it (a round trip
+    each for begin and commit).  It skips keys stored before; only when it
+    skipped some are they read.
     """
     first: dict[str, _Slot] = {}
     rows: list[tuple[_Slot, EventLog]] = []
+    now, retry_at = utcnow(), due.deadline()
     for slot in batch:
         if slot.key is None or slot.key not in first:
             if slot.key:
@@ -164,19 +193,16 @@ def _store(batch: list[_Slot]) -> list[str]:
                 uuid=uuid.uuid4(),
                 jsondata=json.dumps(slot.event, ensure_ascii=False),
                 dedup_key=slot.key,
-                created=utcnow(),
-                retry_at=due.deadline(),
+                created=now,
+                retry_at=retry_at,
             )
             rows.append((slot, row))
     connect()
-    with write_transaction():
-        inserted = (
-            EventLog.insert_many([row.__data__ for _slot, row in rows]).on_conflict_ignore().as_rowcount().execute()
-        )
-        stored = {}
-        if inserted != len(rows):
-            keys = [row.dedup_key for _slot, row in rows if row.dedup_key]
-            stored = {row.dedup_key: row for row in EventLog.select().where(EventLog.dedup_key.in_(keys))}
+    inserted = EventLog.insert_many([row.__data__ for _slot, row in rows]).on_conflict_ignore().as_rowcount().execute()
+    stored = {}
+    if inserted != len(rows):
+        keys = [row.dedup_key for _slot, row in rows if row.dedup_key]
+        stored = {row.dedup_key: row for row in EventLog.select().where(EventLog.dedup_key.in_(keys))}
     fresh = []
     for slot, row in rows:
         earlier = stored.get(row.dedup_key) if row.dedup_key else None
@@ -205,12 +231,85 @@ def _queue(event_uuids: list[str]) -> None:
     except Exception as exc:  # noqa: BLE001
         # Whatever the broker client raised (a refused or a reset connection
         # surface as different types), the events are safe in the log.
-        due.release(event_uuids, [])
         LOG.error('%d event(s) stored but not queued (broker unavailable): %r', len(event_uuids), exc)
+        try:
+            connect()
+            due.release(event_uuids, [])
+        except DatabaseError as db_exc:
+            LOG.error('could not make them due at once either (the sweep will find them): %s', db_exc)
+        finally:
+            close()
+
+
+class Publisher:
+    """One thread that queues stored events, many to a message.
+
+    Whatever is stored while a message is being sent goes in the next one,
+    so under load the broker sees a message per batch of commits, and a
+    request's answer never waits for the broker.  An event the process dies
+    holding is still due in the log, and the recovery sweep queues it.
+    """
+
+    #: Most events one message carries.
+    MAX_MESSAGE = 256
+    #: How long, under load, a message waits for more events (seconds).
+    LINGER = 0.002
+
+    def __init__(self) -> None:
+        self._pending: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name='intake-publisher', daemon=True)
+        self._thread.start()
+
+    def put(self, event_uuids: list[str]) -> None:
+        """Queue these stored events soon."""
+        self._pending.put(event_uuids)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Send what is pending, then end the thread (waiting at most ``timeout`` seconds)."""
+        self._pending.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        linger = 0.0
+        while True:
+            first = self._pending.get()
+            if first is None:
+                return
+            message, stopping = self._gather(list(first), time.monotonic() + linger)
+            _queue(message)
+            if stopping:
+                return
+            # More arrived while that message was sent: under load, wait a
+            # moment for more still, so messages carry more events each.
+            linger = self.LINGER if not self._pending.empty() else 0.0
+
+    def _gather(self, message: list[str], until: float) -> tuple[list[str], bool]:
+        """Add what is pending (waiting until ``until`` for more); say whether to stop after."""
+        while len(message) < self.MAX_MESSAGE:
+            left = until - time.monotonic()
+            try:
+                more = self._pending.get(timeout=left) if left > 0 else self._pending.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                return message, True
+            message.extend(more)
+        return message, False
 
 
 _GROUP: tuple[int, GroupCommit] | None = None
 _GROUP_LOCK = threading.Lock()
+_PUBLISHER: tuple[int, Publisher] | None = None
+
+
+def publisher() -> Publisher:
+    """This process's publisher (a forked child starts its own); stopped, and so flushed, at exit."""
+    global _PUBLISHER
+    with _GROUP_LOCK:
+        if _PUBLISHER is None or _PUBLISHER[0] != os.getpid():
+            _PUBLISHER = (os.getpid(), Publisher())
+            atexit.register(_PUBLISHER[1].stop)
+        return _PUBLISHER[1]
 
 
 def receive(event: dict) -> Received:

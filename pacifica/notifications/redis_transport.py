@@ -12,6 +12,9 @@
   for ever when Redis went away, so after a Redis restart a worker with all
   its slots taken never asks for another message.  The message itself stays
   in Redis's unacked set (and in our log, for the sweep).
+- One client object per channel for publishing and acknowledging.  kombu
+  builds a new ``redis.Redis`` for each (over the same connection pool), and
+  building one costs more than the command it sends.
 
 Imported by kombu only when a ``redis://`` broker is configured: it needs the
 ``redis`` package (``pip install 'pacifica-notifications[redis]'``).
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from time import time
 
 from kombu.transport import redis, virtual
@@ -122,9 +127,22 @@ class QoS(redis.QoS):
 
 
 class Channel(redis.Channel):
-    """A Redis channel with :class:`QoS`."""
+    """A Redis channel with :class:`QoS`, reusing one client for its commands."""
 
     QoS = QoS
+
+    _commands: tuple[object, object] | None = None
+
+    @contextmanager
+    def conn_or_acquire(self, client: object = None) -> Iterator:
+        yield client or self._commands_client()
+
+    def _commands_client(self):
+        """A client over the channel's current pool (safe across threads: each command takes a connection)."""
+        pool = self.pool
+        if self._commands is None or self._commands[0] is not pool:
+            self._commands = (pool, self._create_client())
+        return self._commands[1]
 
 
 class Transport(redis.Transport):

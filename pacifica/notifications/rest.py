@@ -66,12 +66,14 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def read_json_object() -> dict:
-    """Read the request body as a JSON object, or raise a :class:`ClientError` saying why."""
-    content_type = cherrypy.request.headers.get('Content-Type', '')
+def check_media_type(content_type: str) -> None:
+    """Refuse (415) a body not declared as JSON."""
     if content_type.split(';', 1)[0].strip().lower() not in JSON_TYPES:
         raise UnsupportedMediaType(f'Content-Type must be application/json, not {content_type or "missing"!r}')
-    raw = cherrypy.request.body.read()
+
+
+def parse_json_object(raw: bytes) -> dict:
+    """Parse a body as one JSON object, or raise a :class:`ClientError` saying why."""
     try:
         body = json.loads(raw.decode('utf-8'), parse_constant=_reject_constant, parse_float=_finite_float)
     except UnicodeDecodeError:
@@ -85,6 +87,12 @@ def read_json_object() -> dict:
     if _depth(body) > MAX_DEPTH:
         raise ClientError(f'body nests deeper than {MAX_DEPTH} levels')
     return body
+
+
+def read_json_object() -> dict:
+    """Read this request's body as a JSON object, or raise a :class:`ClientError` saying why."""
+    check_media_type(cherrypy.request.headers.get('Content-Type', ''))
+    return parse_json_object(cherrypy.request.body.read())
 
 
 def get_remote_user() -> str:
@@ -168,8 +176,13 @@ class ReceiveEvent:
         An event posted again (same ``source`` and id) is not stored twice:
         the answer names the first copy and says it was a duplicate.
         """
-        received = intake.receive(read_json_object())
-        return {'status': 'accepted', 'uuid': str(received.event.uuid), 'duplicate': received.duplicate}
+        return accept_event(read_json_object())
+
+
+def accept_event(event: dict) -> dict:
+    """Store an event from ``POST /receive`` and say what became of it (the answer's body)."""
+    received = intake.receive(event)
+    return {'status': 'accepted', 'uuid': str(received.event.uuid), 'duplicate': received.duplicate}
 
 
 class Root:

@@ -22,4 +22,5 @@ except ConfigError as exc:
     print(f'{APP_NAME}: cannot start: {exc}', file=sys.stderr)
     raise SystemExit(1) from None
 cherrypy.server.unsubscribe()
-application = mount(CHERRYPY_CONFIG)
+mount(CHERRYPY_CONFIG)
+application = cherrypy.tree
