@@ -71,7 +71,29 @@ def test_repo_server_conf(database, service_env, tmp_path):
         resp = requests.get(server.url + '/eventmatch', headers={'Http-Remote-User': 'x'}, timeout=10)
         assert resp.status_code == 200 and resp.json() == []
         assert resp.headers['Content-Type'] == 'application/json'
+        event = json.loads((FIXTURES / 'metadata-ingest-event.json').read_text())
+        received = requests.post(server.url + '/receive', json=event, timeout=10)
+        assert received.status_code == 200 and received.headers['Content-Type'] == 'application/json'
+        wait_until(lambda: 'POST /receive HTTP/1.1" 200' in (tmp_path / 'access.log').read_text())
         assert 'GET /eventmatch' in (tmp_path / 'access.log').read_text()
+        assert 'served by CherryPy' not in server.output()
+    finally:
+        server.stop()
+
+
+def test_tools_on_receive_are_applied(database, service_env, tmp_path):
+    """A tool the CherryPy file turns on at /receive still applies there (the fast path steps aside)."""
+    assert run_cmd(service_env, 'dbsync').returncode == 0
+    conf = tmp_path / 'gzip.conf'
+    conf.write_text("[/receive]\ntools.gzip.on: True\ntools.gzip.mime_types: ['application/json']\n")
+    server = notifications_server(service_env, tmp_path / 'out.log', '--no-worker', '--cpconfig', str(conf))
+    try:
+        server.wait_ready()
+        assert '/receive is served by CherryPy, because the CherryPy config turns on gzip there' in server.output()
+        event = json.loads((FIXTURES / 'metadata-ingest-event.json').read_text())
+        resp = requests.post(server.url + '/receive', json=event, timeout=10, headers={'Accept-Encoding': 'gzip'})
+        assert resp.status_code == 200 and resp.headers.get('Content-Encoding') == 'gzip'
+        assert resp.json()['status'] == 'accepted'
     finally:
         server.stop()
 

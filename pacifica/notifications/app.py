@@ -8,6 +8,7 @@ hooks; handlers never manage them.  Starting a process around it is
 from __future__ import annotations
 
 import cherrypy
+from cherrypy.lib import reprconf
 from peewee import DatabaseError
 
 from .config import settings
@@ -79,7 +80,7 @@ def mount(cpconfig: str = '') -> cherrypy.Application:
     app = cherrypy.tree.mount(Root(), '/', app_config())
     if cpconfig:
         app.merge(cpconfig)
-    tools = _tools_on(app, RECEIVE)
+    tools = _tools_on(cpconfig, RECEIVE)
     if tools:
         cherrypy.log(f'{RECEIVE} is served by CherryPy, because the CherryPy config turns on {", ".join(tools)} there')
     else:
@@ -98,11 +99,14 @@ RECEIVE = '/receive'
 _FAST_TOOLS = ('response_headers',)
 
 
-def _tools_on(app: cherrypy.Application, path: str) -> list[str]:
-    """The CherryPy tools turned on at ``path`` (globally, at ``/`` or below) that the fast path lacks."""
+def _tools_on(cpconfig: str, path: str) -> list[str]:
+    """The tools the CherryPy file turns on for ``path`` (globally, at ``/`` or there) that the fast path lacks."""
+    if not cpconfig:
+        return []
+    sections = reprconf.Parser().dict_from_file(cpconfig)
     names = set()
-    for section in (cherrypy.config, *(app.config.get(p, {}) for p in ('/', path))):
-        for key, value in section.items():
+    for section in ('global', '/', path):
+        for key, value in sections.get(section, {}).items():
             parts = key.split('.')
             if len(parts) == 3 and parts[0] == 'tools' and parts[2] == 'on' and value:
                 names.add(parts[1])

@@ -111,8 +111,9 @@ class GroupCommit:
     LINGER = 0.002
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._arrived = threading.Condition(self._cond)  # the same lock: wakes only a lingering leader
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._arrived = threading.Condition(lock)  # wakes only a lingering leader
         self._waiting: list[_Slot] = []
         self._leading = False
         self._last_batch = 0

@@ -29,6 +29,9 @@ LOG = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 
+#: CherryPy's words for a body over the limit, so both paths say the same.
+TOO_LARGE = 'The entity sent with the request exceeds the maximum allowed bytes.'
+
 
 class _Refused(Exception):
     """Answer with this status and message (a JSON error)."""
@@ -77,6 +80,8 @@ class ReceiveApp:
             check_media_type(environ.get('CONTENT_TYPE', ''))
             event = parse_json_object(self._read_body(environ))
             return accept_event(event)
+        except _Refused:
+            raise
         except ClientError as exc:
             raise _Refused(exc.status, str(exc)) from None
         except (OperationalError, InterfaceError) as exc:
@@ -90,7 +95,7 @@ class ReceiveApp:
         """The body, refused (413) when longer than the limit, whether sized or chunked."""
         stream = environ['wsgi.input']
         length = environ.get('CONTENT_LENGTH') or ''
-        too_large = _Refused(413, f'the body is larger than the limit of {self.max_bytes} bytes')
+        too_large = _Refused(413, TOO_LARGE)
         if length:
             try:
                 size = int(length)
