@@ -37,9 +37,11 @@ from .verdicts import Verdict, policy_verdict, retry_delay, target_verdict
 
 LOG = logging.getLogger(__name__)
 
-#: Seconds a task waits for its deliveries; what still waits for a busy
-#: target then is queued in the broker, and what is being sent finishes on
-#: its own (its claim keeps it due until then).
+#: Seconds a task waits for its deliveries at a time.  Then what waits in
+#: line for a stalled target (none of its calls finished for that long) is
+#: queued in the broker, what is being sent finishes on its own (its claim
+#: keeps it due until then), and the task waits again for the rest: a line
+#: that moves is not a slow target, only a busy moment.
 WAIT_FOR_DELIVERIES = 1.0
 
 
@@ -269,23 +271,29 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
             for row, attempt, answer in plan.deliveries
         )
     claimed = _take_attempts(jobs, retake)
-    futures = [sender().submit(job.row.event_match.target_url, job.send) for job in claimed]
-    wait(futures, timeout=WAIT_FOR_DELIVERIES)
-    finished, under_way = [], []
-    for job, future in zip(claimed, futures):
-        with job.lock:
-            if job.reply is not None:
-                finished.append(job)
-            else:
-                job.detached = True
-                under_way.append((job, future))
-    _record(finished)
+    calls = sender()
+    waiting = [(job, calls.submit(job.row.event_match.target_url, job.send)) for job in claimed]
+    finished: list[_Delivery] = []
     defer = max(1.0, settings().read_timeout / 4)
-    for job, future in under_way:
-        if sender().withdraw(job.row.event_match.target_url, future):
-            job.put_back(defer)
-        else:
-            job.outcome.sending += 1
+    while waiting:
+        wait([future for _job, future in waiting], timeout=WAIT_FOR_DELIVERIES)
+        in_line = []
+        for job, future in waiting:
+            target = job.row.event_match.target_url
+            with job.lock:
+                if job.reply is not None:
+                    finished.append(job)
+                    continue
+                if not future.running() and not calls.stalled(target, WAIT_FOR_DELIVERIES):
+                    in_line.append((job, future))
+                    continue
+                job.detached = True
+            if calls.withdraw(target, future):
+                job.put_back(defer)
+            else:
+                job.outcome.sending += 1
+        waiting = in_line
+    _record(finished)
 
 
 def _record_answer(plan: _Plan, user: str, reply: Reply, scheduler: Scheduler) -> list[EventLogMatch]:
@@ -318,7 +326,7 @@ def _record_answer(plan: _Plan, user: str, reply: Reply, scheduler: Scheduler) -
 class _Delivery:
     """One delivery attempt: claimed and recorded in batches by its task, sent by a sender thread.
 
-    If the task stops waiting before the answer comes (:data:`WAIT_FOR_DELIVERIES`),
+    If the task stops waiting before the answer comes (see :data:`WAIT_FOR_DELIVERIES`),
     the sender thread records the outcome itself.
     """
 

@@ -4,8 +4,9 @@ One pool of threads per process makes the calls.  Each target (its URL) has
 at most ``target_concurrency`` calls in flight; further calls to it wait in
 that target's line, holding no thread.  So a target that hangs until the
 read timeout holds that many threads and no more, and every other target is
-served as before.  A call still waiting in line can be withdrawn, to be
-queued in the broker instead (see :mod:`pipeline`).
+served as before.  A target is stalled when one of its calls has been
+running for a while; a call still waiting in a stalled target's line can be
+withdrawn, to be queued in the broker instead (see :mod:`pipeline`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -30,6 +32,7 @@ class Sender:
         self.per_target = per_target
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}
+        self._running: dict[str, list[float]] = {}  # per target: when each call on a thread began
         self._waiting: dict[str, deque[tuple[Callable[[], object], Future]]] = {}
         self._ready: queue.SimpleQueue[tuple[str, Callable[[], object], Future] | None] = queue.SimpleQueue()
         self._threads = [
@@ -70,6 +73,12 @@ class Sender:
         for _thread in self._threads:
             self._ready.put(None)
 
+    def stalled(self, target: str, after: float) -> bool:
+        """Whether a call to ``target`` has been running (on a thread) for more than ``after`` seconds."""
+        with self._lock:
+            began = self._running.get(target)
+            return began is not None and time.monotonic() - min(began) > after
+
     def busy(self) -> dict[str, int]:
         """Calls in flight per target (for metrics and tests)."""
         with self._lock:
@@ -84,12 +93,19 @@ class Sender:
             self._run(*item)
 
     def _run(self, target: str, call: Callable[[], object], future: Future) -> None:
+        began = time.monotonic()
+        with self._lock:
+            self._running.setdefault(target, []).append(began)
         try:
             future.set_result(call())
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
             future.set_exception(exc)
         finally:
             with self._lock:
+                running = self._running[target]
+                running.remove(began)
+                if not running:
+                    del self._running[target]
                 line = self._waiting.get(target)
                 if line:
                     next_call, next_future = line.popleft()
