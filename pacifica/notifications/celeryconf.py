@@ -40,7 +40,7 @@ def _transport_options(url: str) -> dict:
             'data_folder_in': str(folder / 'queue'),
             'data_folder_out': str(folder / 'queue'),
             'control_folder': str(folder / 'control'),
-            'polling_interval': 0.01,
+            'polling_interval': 0.05,  # a fallback: writes ring the doorbell
         }
     if url.startswith(('redis', 'rediss')):
         # Unacknowledged work returns to the queue after this long; it must
