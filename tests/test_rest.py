@@ -332,6 +332,14 @@ def test_receive_stores_the_event(alice, content_type):
     assert json.loads(stored.jsondata) == json.loads(raw)
 
 
+def test_receive_logs_the_event_as_sent(alice):
+    """The log keeps the producer's own text (its spacing and key order), not a re-encoding."""
+    raw = b'{ "source" : "/s",\n  "eventID": "%s", "data": [1, 2.50, "\xc3\xa9"] }' % uuid.uuid4().hex.encode()
+    resp = alice.call('POST', '/receive', raw=raw)
+    assert resp.status_code == 200, resp.text
+    assert EventLog.get_by_id(uuid.UUID(resp.json()['uuid'])).jsondata == raw.decode('utf-8')
+
+
 def test_receive_keeps_unicode(alice):
     event = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
     resp = alice.call('POST', '/receive', event)

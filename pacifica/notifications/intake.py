@@ -80,10 +80,11 @@ def store_event(event: dict) -> Received:
 class _Slot:
     """One request's event, waiting for the commit that stores it."""
 
-    __slots__ = ('error', 'event', 'key', 'received')
+    __slots__ = ('error', 'event', 'key', 'received', 'text')
 
-    def __init__(self, event: dict):
+    def __init__(self, event: dict, text: str | None = None):
         self.event = event
+        self.text = text
         self.key = dedup_key(event)
         self.received: Received | None = None
         self.error: BaseException | None = None
@@ -118,9 +119,9 @@ class GroupCommit:
         self._leading = False
         self._last_batch = 0
 
-    def receive(self, event: dict) -> Received:
+    def receive(self, event: dict, text: str | None = None) -> Received:
         """Store ``event`` (or find its first copy) and queue it; raise what the database raised."""
-        slot = _Slot(event)
+        slot = _Slot(event, text)
         with self._cond:
             self._waiting.append(slot)
             self._arrived.notify()
@@ -192,7 +193,7 @@ def _store(batch: list[_Slot]) -> list[str]:
                 first[slot.key] = slot
             row = EventLog(
                 uuid=uuid.uuid4(),
-                jsondata=json.dumps(slot.event, ensure_ascii=False),
+                jsondata=slot.text if slot.text is not None else json.dumps(slot.event, ensure_ascii=False),
                 dedup_key=slot.key,
                 created=now,
                 retry_at=retry_at,
@@ -313,8 +314,11 @@ def publisher() -> Publisher:
         return _PUBLISHER[1]
 
 
-def receive(event: dict) -> Received:
+def receive(event: dict, text: str | None = None) -> Received:
     """Store the event (committed before this returns), then hand it to the pipeline.
+
+    ``text`` is the event's JSON as it came, if the caller has it: it is
+    stored as it is, instead of the event encoded again.
 
     A broker outage does not fail the request: the event is stored, made due
     at once, and the recovery sweep queues it when the broker is back.
@@ -324,4 +328,4 @@ def receive(event: dict) -> Received:
         if _GROUP is None or _GROUP[0] != os.getpid():
             _GROUP = (os.getpid(), GroupCommit())
         group = _GROUP[1]
-    return group.receive(event)
+    return group.receive(event, text)

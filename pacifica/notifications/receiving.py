@@ -78,8 +78,8 @@ class ReceiveApp:
             raise _Refused(405, 'The method is not allowed for this resource.', (('Allow', 'POST'),))
         try:
             check_media_type(environ.get('CONTENT_TYPE', ''))
-            event = parse_json_object(self._read_body(environ))
-            return accept_event(event)
+            raw = self._read_body(environ)
+            return accept_event(parse_json_object(raw), raw.decode('utf-8'))
         except _Refused:
             raise
         except ClientError as exc:

@@ -179,9 +179,9 @@ class ReceiveEvent:
         return accept_event(read_json_object())
 
 
-def accept_event(event: dict) -> dict:
-    """Store an event from ``POST /receive`` and say what became of it (the answer's body)."""
-    received = intake.receive(event)
+def accept_event(event: dict, text: str | None = None) -> dict:
+    """Store an event from ``POST /receive`` (and its JSON ``text`` as sent) and say what became of it."""
+    received = intake.receive(event, text)
     return {'status': 'accepted', 'uuid': str(received.event.uuid), 'duplicate': received.duplicate}
 
 
