@@ -250,6 +250,20 @@ class Http:
         return status, data
 
 
+def sample_rss(children: Children, every: float, series: list, done: threading.Event) -> None:
+    """Every ``every`` seconds until ``done``: the total RSS and each process's (MiB), with the time."""
+    began = time.monotonic()
+    while not done.wait(every):
+        rss = children.memory()
+        series.append(
+            {
+                't_s': round(time.monotonic() - began),
+                'total': round(sum(p['rss_mib'] for p in rss), 1),
+                'each': {f'{p["name"]}:{p["pid"]}': p['rss_mib'] for p in rss},
+            }
+        )
+
+
 def cpu_self() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -1534,7 +1548,14 @@ class Run:
             rss_start = inst.children.memory()
             start, snap = self.arrivals.poll(), self.snapshot(inst)
             log(f'  {impl}: {rate:.3f} events/s for {sizes.memory_seconds:g}s')
+            series, done = [], threading.Event()
+            sampler = threading.Thread(
+                target=sample_rss, args=(inst.children, sizes.memory_seconds / 10, series, done), daemon=True
+            )
+            sampler.start()
             load = drive(inst.url, self.event_item('memory'), sizes.clients, duration=sizes.memory_seconds, rate=rate)
+            done.set()
+            sampler.join()
             rss_end = inst.children.memory()
             got = self.wait_deliveries(inst, start, load.sent, paths, load.ended + sizes.memory_drain, f'{impl} memory')
             usage = self.usage(inst, snap)
@@ -1559,6 +1580,8 @@ class Run:
             rss_total_start_mib=round(sum(p['rss_mib'] for p in rss_start), 1),
             rss_start=rss_start,
             rss_end=rss_end,
+            rss_series_mib=series,
+            rss_growth_second_half_mib=round(total - series[len(series) // 2]['total'], 1) if series else None,
             delivered=len(got.first),
             expected=load.accepted * len(paths),
             backlog_at_end_of_posting_s=round(max(0.0, (got.last or load.ended) - load.ended), 2),
