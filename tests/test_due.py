@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from pacifica.notifications import due, intake, pipeline
+from pacifica.notifications.models import SENDING
 from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch, utcnow
 from pacifica.notifications.sweeper import Sweeper
 
@@ -172,6 +173,20 @@ def test_a_resync_keeps_a_scheduled_retry_for_its_time(world):
     assert claimed.deliveries == [key] and 119 <= claimed.wait[key] <= 120
     now = next(iter(due.claim_all(keep_schedule=False)))
     assert now.deliveries == [key] and not now.wait
+
+
+def test_a_resync_leaves_alone_what_a_live_process_is_sending(world):
+    """A broker restart loses queued work, not the work a worker is doing: resending it would send twice."""
+    event_uuid = log_event()
+    matched(event_uuid)
+    (row,) = EventLogMatch.select()
+    EventLogMatch.update(
+        policy_status_code='200', attempts=1, target_status_code=SENDING, retry_at=due.held_for(30)
+    ).execute()
+    assert not any(page.deliveries for page in due.claim_all(keep_schedule=True))
+    overdue()  # the hold ran out: its process is gone, the attempt is taken over
+    found = due.claim_overdue()
+    assert found.deliveries == [(str(row.uuid), 2)]
 
 
 def finished_events() -> set[str]:

@@ -30,7 +30,7 @@ from typing import Any
 from peewee import Expression
 
 from .config import settings
-from .models import EventLog, EventLogMatch, EventMatch, utcnow
+from .models import SENDING, EventLog, EventLogMatch, EventMatch, utcnow
 
 #: A cutoff later than any due time.
 EVERYTHING = datetime(9999, 1, 1)
@@ -58,6 +58,11 @@ def held_for(seconds: float) -> datetime:
     overdue as soon as it should have finished (not ``recover_after`` later).
     """
     return utcnow() + timedelta(seconds=seconds + HOLD_GRACE)
+
+
+def in_flight(row: EventLogMatch, now: datetime) -> bool:
+    """Whether a process holds this row's attempt now (claimed for sending, its hold not run out)."""
+    return row.target_status_code == SENDING and row.retry_at is not None and row.retry_at > now
 
 
 def start_in(due: datetime | None, now: datetime) -> float:
@@ -149,6 +154,8 @@ def _claim_batch(cutoff: datetime, limit: int, after: tuple | None, keep_schedul
     for row in rows_read:
         if row.is_delivered() or not row.event_match.is_live():
             mark([row.uuid], None)
+        elif in_flight(row, now):
+            continue  # a live process is sending it; should that process die, its hold runs out
         elif _claim(EventLogMatch, row.uuid, row.retry_at):
             key: object
             if row.policy_answered():

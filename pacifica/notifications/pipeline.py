@@ -38,11 +38,15 @@ from .verdicts import Verdict, policy_verdict, retry_delay, target_verdict
 LOG = logging.getLogger(__name__)
 
 #: Seconds a task waits for its deliveries at a time.  Then what waits in
-#: line for a stalled target (none of its calls finished for that long) is
-#: queued in the broker, what is being sent finishes on its own (its claim
-#: keeps it due until then), and the task waits again for the rest: a line
-#: that moves is not a slow target, only a busy moment.
+#: line for a stalled target (one of its calls running that long) is queued
+#: in the broker, what is being sent finishes on its own (its claim keeps it
+#: due until then), and the task waits again for the rest: a line that moves
+#: is not a slow target, only a busy moment.
 WAIT_FOR_DELIVERIES = 1.0
+
+#: Longest a delivery waits in its target's line, moving or not, before it
+#: goes back to the broker; its claim is held this long more than a call can take.
+LINE_LIMIT = 10.0
 
 
 class Scheduler(Protocol):
@@ -121,7 +125,8 @@ def dispatch_orm_event(
     """Match a logged event against every live subscription; return its undelivered rows by user.
 
     Rows are created in one statement that skips pairs already logged, so a
-    repeated dispatch finds the rows of the first and never doubles them;
+    repeated dispatch finds the rows of the first and never doubles them
+    (nor touches one that a process is sending, :func:`due.in_flight`);
     new rows get ``fields`` (a due time, say) as they are created.  When
     every row is new, as on an event's first dispatch, they are not read
     back.
@@ -148,7 +153,7 @@ def dispatch_orm_event(
             for row in EventLogMatch.select(EventLogMatch, EventMatch)
             .join(EventMatch)
             .where((EventLogMatch.event_log == orm_event.uuid) & EventLogMatch.event_match.in_(matched))
-            if not row.is_delivered()
+            if not row.is_delivered() and not due.in_flight(row, now)
         ]
         if fields and rows:
             EventLogMatch.update(**fields).where(EventLogMatch.uuid.in_([row.uuid for row in rows])).execute()
@@ -272,6 +277,7 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
         )
     claimed = _take_attempts(jobs, retake)
     calls = sender()
+    began = time.monotonic()
     waiting = [(job, calls.submit(job.row.event_match.target_url, job.send)) for job in claimed]
     finished: list[_Delivery] = []
     defer = max(1.0, settings().read_timeout / 4)
@@ -284,7 +290,11 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
                 if job.reply is not None:
                     finished.append(job)
                     continue
-                if not future.running() and not calls.stalled(target, WAIT_FOR_DELIVERIES):
+                if (
+                    not future.running()
+                    and not calls.stalled(target, WAIT_FOR_DELIVERIES)
+                    and time.monotonic() - began < LINE_LIMIT
+                ):
                     in_line.append((job, future))
                     continue
                 job.detached = True
@@ -387,7 +397,7 @@ def _take_attempts(jobs: list[_Delivery], retake: bool) -> list[_Delivery]:
     groups: dict[tuple, list[_Delivery]] = defaultdict(list)
     for job in jobs:
         groups[(job.number, tuple(sorted(job.answer.items())))].append(job)
-    hold = due.held_for(settings().in_flight + WAIT_FOR_DELIVERIES)
+    hold = due.held_for(settings().in_flight + LINE_LIMIT + WAIT_FOR_DELIVERIES)
     all_taken = True
     for (number, answer), group in groups.items():
         takeable = EventLogMatch.attempts == number - 1
