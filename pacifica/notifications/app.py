@@ -84,9 +84,8 @@ def mount(cpconfig: str = '') -> cherrypy.Application:
     if tools:
         cherrypy.log(f'{RECEIVE} is served by CherryPy, because the CherryPy config turns on {", ".join(tools)} there')
     else:
-        headers = app.find_config(RECEIVE, 'tools.response_headers.headers', [])
-        if not app.find_config(RECEIVE, 'tools.response_headers.on', False):
-            headers = []
+        headers_on = app.find_config(RECEIVE, 'tools.response_headers.on', False)
+        headers = app.find_config(RECEIVE, 'tools.response_headers.headers', []) if headers_on else []
         max_bytes = app.find_config(RECEIVE, 'request.body.maxbytes', settings().max_request_bytes)
         cherrypy.tree.graft(ReceiveApp(max_bytes, headers), RECEIVE)
     return app

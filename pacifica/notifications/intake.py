@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 import uuid
+from datetime import datetime
 from typing import NamedTuple
 
 from peewee import DatabaseError, IntegrityError
@@ -58,17 +59,22 @@ def dedup_key(event: dict) -> str | None:
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
-def store_event(event: dict) -> Received:
+def _new_row(event: dict, text: str | None, key: str | None, now: datetime, retry_at: datetime) -> EventLog:
+    """The log row of a new event: its text as sent if known, else the event encoded."""
+    jsondata = text if text is not None else json.dumps(event, ensure_ascii=False)
+    return EventLog(uuid=uuid.uuid4(), jsondata=jsondata, dedup_key=key, created=now, retry_at=retry_at)
+
+
+def store_event(event: dict, text: str | None = None) -> Received:
     """Commit the event to the log, due for dispatch; or find the copy logged before.
 
     The unique ``dedup_key`` decides, so two copies racing each other store one.
     """
     key = dedup_key(event)
+    row = _new_row(event, text, key, utcnow(), due.deadline())
     try:
         with write_transaction():
-            row = EventLog.create(
-                jsondata=json.dumps(event, ensure_ascii=False), dedup_key=key, retry_at=due.deadline()
-            )
+            row.save(force_insert=True)
     except IntegrityError:
         first = EventLog.get_or_none(EventLog.dedup_key == key) if key else None
         if first is None:
@@ -160,7 +166,7 @@ class GroupCommit:
 
 
 def _store_batch(batch: list[_Slot]) -> list[str]:
-    """Store a batch in one transaction and answer each slot; return the uuids of the new events."""
+    """Store a batch (one statement) and answer each slot; return the uuids of the new events."""
     try:
         return _store(batch)
     except IntegrityError:
@@ -191,14 +197,7 @@ def _store(batch: list[_Slot]) -> list[str]:
         if slot.key is None or slot.key not in first:
             if slot.key:
                 first[slot.key] = slot
-            row = EventLog(
-                uuid=uuid.uuid4(),
-                jsondata=slot.text if slot.text is not None else json.dumps(slot.event, ensure_ascii=False),
-                dedup_key=slot.key,
-                created=now,
-                retry_at=retry_at,
-            )
-            rows.append((slot, row))
+            rows.append((slot, _new_row(slot.event, slot.text, slot.key, now, retry_at)))
     connect()
     inserted = EventLog.insert_many([row.__data__ for _slot, row in rows]).on_conflict_ignore().as_rowcount().execute()
     stored = {}
@@ -221,7 +220,7 @@ def _store(batch: list[_Slot]) -> list[str]:
 
 def _answer_alone(slot: _Slot) -> None:
     try:
-        slot.received = store_event(slot.event)
+        slot.received = store_event(slot.event, slot.text)
     except DatabaseError as exc:
         slot.error = exc
 

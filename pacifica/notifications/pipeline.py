@@ -275,7 +275,16 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
             _Delivery(plan.outcome, row, plan.event, body, attempt or row.attempts + 1, scheduler, answer)
             for row, attempt, answer in plan.deliveries
         )
-    claimed = _take_attempts(jobs, retake)
+    _record(_await(_take_attempts(jobs, retake)))
+
+
+def _await(claimed: list[_Delivery]) -> list[_Delivery]:
+    """Send the claimed deliveries and wait for them (see :data:`WAIT_FOR_DELIVERIES`); return those answered.
+
+    A delivery still in line for a stalled target, or in line past
+    :data:`LINE_LIMIT`, goes back to the broker; one being sent is left to
+    record itself.
+    """
     calls = sender()
     began = time.monotonic()
     waiting = [(job, calls.submit(job.row.event_match.target_url, job.send)) for job in claimed]
@@ -283,6 +292,7 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
     defer = max(1.0, settings().read_timeout / 4)
     while waiting:
         wait([future for _job, future in waiting], timeout=WAIT_FOR_DELIVERIES)
+        line_open = time.monotonic() - began < LINE_LIMIT
         in_line = []
         for job, future in waiting:
             target = job.row.event_match.target_url
@@ -290,11 +300,7 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
                 if job.reply is not None:
                     finished.append(job)
                     continue
-                if (
-                    not future.running()
-                    and not calls.stalled(target, WAIT_FOR_DELIVERIES)
-                    and time.monotonic() - began < LINE_LIMIT
-                ):
+                if line_open and not future.running() and not calls.stalled(target, WAIT_FOR_DELIVERIES):
                     in_line.append((job, future))
                     continue
                 job.detached = True
@@ -303,7 +309,7 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
             else:
                 job.outcome.sending += 1
         waiting = in_line
-    _record(finished)
+    return finished
 
 
 def _record_answer(plan: _Plan, user: str, reply: Reply, scheduler: Scheduler) -> list[EventLogMatch]:

@@ -18,12 +18,10 @@ from http import HTTPStatus
 from typing import Any
 
 import cherrypy
-from peewee import InterfaceError, OperationalError
 
-from . import __version__
 from .binding import close
 from .errors import ClientError
-from .rest import accept_event, check_media_type, parse_json_object
+from .rest import accept_event, check_media_type, error_body, parse_json_object, unexpected_error
 
 LOG = logging.getLogger(__name__)
 
@@ -55,7 +53,7 @@ class ReceiveApp:
             status, body = 200, self._answer(environ)
         except _Refused as exc:
             status, headers = exc.status, exc.headers
-            body = {'status': _status_line(status), 'message': str(exc), 'version': __version__}
+            body = error_body(_status_line(status), str(exc))
         finally:
             close()
         data = json.dumps(body).encode('utf-8')
@@ -84,12 +82,8 @@ class ReceiveApp:
             raise
         except ClientError as exc:
             raise _Refused(exc.status, str(exc)) from None
-        except (OperationalError, InterfaceError) as exc:
-            LOG.warning('database unavailable: %s', exc)
-            raise _Refused(503, 'the database is unavailable; try again shortly') from None
-        except Exception:  # noqa: BLE001 - a bare 500; the traceback goes to the log, not the client
-            cherrypy.log('unexpected error', traceback=True, severity=logging.ERROR)
-            raise _Refused(500, 'internal error; see the server log') from None
+        except Exception as exc:  # noqa: BLE001 - 503 or a bare 500; the traceback goes to the log
+            raise _Refused(*unexpected_error(exc)) from None
 
     def _read_body(self, environ: dict) -> bytes:
         """The body, refused (413) when longer than the limit, whether sized or chunked."""

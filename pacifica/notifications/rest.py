@@ -192,10 +192,24 @@ class Root:
     receive = ReceiveEvent()
 
 
+def error_body(status: str, message: str) -> dict:
+    """The JSON body of every error answer: its status line, why, and our version."""
+    return {'status': status, 'message': message, 'version': __version__}
+
+
+def unexpected_error(exc: BaseException | None) -> tuple[int, str]:
+    """Log an unexpected exception and say how to answer it: 503 when the database is down, else 500."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        LOG.warning('database unavailable: %s', exc)
+        return 503, 'the database is unavailable; try again shortly'
+    cherrypy.log('unexpected error', traceback=True, severity=logging.ERROR)
+    return 500, 'internal error; see the server log'
+
+
 def error_page_default(status: str, message: str, traceback: str, version: str) -> str:
     """The default error page: always JSON, the traceback only when CherryPy shows them."""
     cherrypy.response.headers['Content-Type'] = 'application/json'
-    body = {'status': status, 'message': message, 'version': __version__}
+    body = error_body(status, message)
     if cherrypy.request.show_tracebacks and traceback:
         body['traceback'] = traceback
     return json.dumps(body)
@@ -203,11 +217,4 @@ def error_page_default(status: str, message: str, traceback: str, version: str) 
 
 def error_response() -> None:
     """Answer an unexpected exception: 503 when the database is down, else a bare 500."""
-    exc = sys.exc_info()[1]
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        LOG.warning('database unavailable: %s', exc)
-        status, message = 503, 'the database is unavailable; try again shortly'
-    else:
-        cherrypy.log('unexpected error', traceback=True, severity=logging.ERROR)
-        status, message = 500, 'internal error; see the server log'
-    cherrypy.HTTPError(status, message).set_response()
+    cherrypy.HTTPError(*unexpected_error(sys.exc_info()[1])).set_response()
