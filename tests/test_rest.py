@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
@@ -315,6 +316,22 @@ def test_deeply_nested_body_is_400(alice):
     assert_json_error(alice.call('POST', '/receive', raw=raw), 400, 'nests deeper')
 
 
+def test_nesting_limit_is_exact(alice):
+    """The root object and 62 lists nest 64 levels deep with the innermost value: accepted; one more is not."""
+
+    def nested(lists: int) -> bytes:
+        return b'{"id": "deep", "source": "nest", "a": ' + b'[' * lists + b'1' + b']' * lists + b'}'
+
+    assert alice.call('POST', '/receive', raw=nested(62)).status_code == 200
+    assert_json_error(alice.call('POST', '/receive', raw=nested(63)), 400, 'nests deeper')
+
+
+@pytest.mark.parametrize('escape', [b'\\ud800', b'\\uDC00', b'\\uDbFf'])
+def test_lone_surrogate_escapes_are_400_however_spelled(alice, escape):
+    raw = b'{"id": "s", "source": "s", "a": ["' + escape + b'"]}'
+    assert_json_error(alice.call('POST', '/receive', raw=raw), 400, 'surrogate')
+
+
 @pytest.mark.parametrize(
     'content_type',
     [
@@ -370,6 +387,20 @@ def test_an_event_posted_twice_is_stored_once(alice, id_field, version):
     assert first == {'status': 'accepted', 'uuid': first['uuid'], 'duplicate': False}
     assert again == {'status': 'accepted', 'uuid': first['uuid'], 'duplicate': True}
     assert json.loads(EventLog.get_by_id(uuid.UUID(first['uuid'])).jsondata) == event
+
+
+def test_concurrent_posts_are_each_stored_once(alice):
+    """Many clients at once, every event sent twice: commits taken together still store each event once."""
+    source = f'/concurrent/{uuid.uuid4().hex}'
+    events = [{'specversion': '1.0', 'id': str(number), 'source': source, 'data': [number]} for number in range(150)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda event: post_event(alice, event), [event for event in events for _ in 'ab']))
+    first, second = answers[0::2], answers[1::2]
+    for one, other in zip(first, second):
+        assert one['uuid'] == other['uuid']
+        assert sorted([one['duplicate'], other['duplicate']]) == [False, True]
+    stored = {str(row.uuid): json.loads(row.jsondata) for row in EventLog.select() if source in row.jsondata}
+    assert stored == {answer['uuid']: event for answer, event in zip(first, events)}
 
 
 def test_same_id_from_another_source_or_no_id_is_a_new_event(alice):

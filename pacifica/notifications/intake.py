@@ -29,7 +29,7 @@ from typing import NamedTuple
 from peewee import DatabaseError, IntegrityError
 
 from . import due
-from .binding import close, connect, write_transaction
+from .binding import DB, close, connect, write_transaction
 from .models import EventLog, utcnow
 from .tasks import dispatch_events
 
@@ -84,9 +84,13 @@ def store_event(event: dict, text: str | None = None) -> Received:
 
 
 class _Slot:
-    """One request's event, waiting for the commit that stores it."""
+    """One request's event, waiting for the commit that stores it.
 
-    __slots__ = ('error', 'event', 'key', 'received', 'text')
+    ``turn`` is held until the slot is answered or its thread is asked to
+    lead the next commit: the one wake-up its thread gets.
+    """
+
+    __slots__ = ('error', 'event', 'key', 'leads', 'received', 'text', 'turn')
 
     def __init__(self, event: dict, text: str | None = None):
         self.event = event
@@ -94,6 +98,9 @@ class _Slot:
         self.key = dedup_key(event)
         self.received: Received | None = None
         self.error: BaseException | None = None
+        self.leads = False
+        self.turn = threading.Lock()
+        self.turn.acquire()
 
     @property
     def answered(self) -> bool:
@@ -105,11 +112,12 @@ class GroupCommit:
 
     The first request to arrive while no commit is under way leads: it takes
     the events waiting (its own among them), commits them, hands the new ones
-    to the publisher and wakes the others; a request arriving during a commit
-    waits for the next.  Under load (the last commit took more than one
-    event) the leader waits a moment for as many as the last commit took:
-    each commit costs about the same whatever it holds, so fuller ones serve
-    more requests with the same processor.
+    to the publisher and wakes their requests; if more arrived meanwhile, it
+    wakes the first of them to lead the next commit.  Every waiting request
+    is woken once, when it is answered or asked to lead.  Under load (the
+    last commit took more than one event) the leader waits a moment for as
+    many as the last commit took: each commit costs about the same whatever
+    it holds, so fuller ones serve more requests with the same processor.
     """
 
     #: Most events one commit takes.
@@ -118,9 +126,9 @@ class GroupCommit:
     LINGER = 0.002
 
     def __init__(self) -> None:
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)
-        self._arrived = threading.Condition(lock)  # wakes only a lingering leader
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # wakes only a lingering leader
+        self._lingering = False
         self._waiting: list[_Slot] = []
         self._leading = False
         self._last_batch = 0
@@ -128,41 +136,60 @@ class GroupCommit:
     def receive(self, event: dict, text: str | None = None) -> Received:
         """Store ``event`` (or find its first copy) and queue it; raise what the database raised."""
         slot = _Slot(event, text)
-        with self._cond:
+        with self._lock:
             self._waiting.append(slot)
-            self._arrived.notify()
-            while not slot.answered:
-                if self._leading:
-                    self._cond.wait()
-                    continue
-                self._leading = True
-                self._linger()
-                batch, self._waiting = self._waiting[: self.MAX_BATCH], self._waiting[self.MAX_BATCH :]
-                self._cond.release()
-                try:
-                    self._last_batch = len(batch)
-                    fresh = _store_batch(batch)
-                    if fresh:
-                        publisher().put(fresh)
-                finally:
-                    self._cond.acquire()
-                    self._leading = False
-                    self._cond.notify_all()
+            if self._lingering:
+                self._arrived.notify()
+            slot.leads = not self._leading
+            self._leading = True
+        while not slot.answered:
+            if not slot.leads:
+                slot.turn.acquire()
+                continue
+            self._lead()
         if slot.error is not None:
             raise slot.error
         assert slot.received is not None
         return slot.received
+
+    def _lead(self) -> None:
+        """Commit one batch, wake its requests, and pass the lead on (or give it up)."""
+        with self._lock:
+            self._linger()
+            batch, self._waiting = self._waiting[: self.MAX_BATCH], self._waiting[self.MAX_BATCH :]
+        try:
+            self._last_batch = len(batch)
+            fresh = _store_batch(batch)
+            if fresh:
+                publisher().put(fresh)
+        finally:
+            with self._lock:
+                for slot in batch:
+                    slot.leads = False
+                    if not slot.answered:  # only when storing raised something unexpected
+                        slot.error = RuntimeError('the commit holding this event failed')
+                    slot.turn.release()
+                if self._waiting:
+                    following = self._waiting[0]
+                    following.leads = True
+                    following.turn.release()
+                else:
+                    self._leading = False
 
     def _linger(self) -> None:
         """Under load, wait (the lock released meanwhile) for as many events as the last commit took."""
         if self._last_batch < 2:
             return
         until = time.monotonic() + self.LINGER
-        while len(self._waiting) < min(self._last_batch, self.MAX_BATCH):
-            left = until - time.monotonic()
-            if left <= 0:
-                return
-            self._arrived.wait(left)
+        self._lingering = True
+        try:
+            while len(self._waiting) < min(self._last_batch, self.MAX_BATCH):
+                left = until - time.monotonic()
+                if left <= 0:
+                    return
+                self._arrived.wait(left)
+        finally:
+            self._lingering = False
 
 
 def _store_batch(batch: list[_Slot]) -> list[str]:
@@ -199,7 +226,7 @@ def _store(batch: list[_Slot]) -> list[str]:
                 first[slot.key] = slot
             rows.append((slot, _new_row(slot.event, slot.text, slot.key, now, retry_at)))
     connect()
-    inserted = EventLog.insert_many([row.__data__ for _slot, row in rows]).on_conflict_ignore().as_rowcount().execute()
+    inserted = insert_new([row for _slot, row in rows])
     stored = {}
     if inserted != len(rows):
         keys = [row.dedup_key for _slot, row in rows if row.dedup_key]
@@ -216,6 +243,29 @@ def _store(batch: list[_Slot]) -> list[str]:
         if not slot.answered and slot.key in first:
             slot.received = Received(first[slot.key].received.event, True)  # type: ignore[union-attr]
     return fresh
+
+
+#: An event row's fields, in the order the statements of :func:`insert_new` list them.
+COLUMNS = (EventLog.uuid, EventLog.jsondata, EventLog.created, EventLog.dedup_key, EventLog.retry_at)
+
+#: Statements of :func:`insert_new`, by database type and number of rows.
+_INSERTS: dict[tuple[type, int], str] = {}
+
+
+def insert_new(rows: list[EventLog]) -> int:
+    """Insert the rows in one statement, skipping those whose key is stored already; return how many went in.
+
+    peewee writes the statement once per database type and number of rows:
+    writing it costs more than running it.
+    """
+    shape = (type(DB.obj), len(rows))
+    sql = _INSERTS.get(shape)
+    if sql is None:
+        blank = [[None] * len(COLUMNS)] * len(rows)
+        sql = EventLog.insert_many(blank, fields=COLUMNS).on_conflict_ignore().as_rowcount().sql()[0]
+        _INSERTS[shape] = sql
+    params = [field.db_value(row.__data__[field.name]) for row in rows for field in COLUMNS]
+    return DB.execute_sql(sql, params).rowcount
 
 
 def _answer_alone(slot: _Slot) -> None:

@@ -66,6 +66,18 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+#: A JSON escape of a UTF-16 surrogate, the only way a body can hold one.
+_SURROGATE_ESCAPE = re.compile(rb'\\u[dD][89a-fA-F]')
+
+
+def _may_nest_or_hold_surrogates(raw: bytes) -> bool:
+    """Whether the parsed body needs :func:`_depth`'s walk: a byte scan rules it out for most bodies.
+
+    Nesting needs an opening bracket per level, and a surrogate needs an escape.
+    """
+    return raw.count(b'{') + raw.count(b'[') >= MAX_DEPTH or _SURROGATE_ESCAPE.search(raw) is not None
+
+
 def check_media_type(content_type: str) -> None:
     """Refuse (415) a body not declared as JSON."""
     if content_type.split(';', 1)[0].strip().lower() not in JSON_TYPES:
@@ -84,7 +96,7 @@ def parse_json_object(raw: bytes) -> dict:
         raise ClientError(f'body is not valid JSON: {exc}') from None
     if not isinstance(body, dict):
         raise ClientError(f'body must be a JSON object, not {type(body).__name__}')
-    if _depth(body) > MAX_DEPTH:
+    if _may_nest_or_hold_surrogates(raw) and _depth(body) > MAX_DEPTH:
         raise ClientError(f'body nests deeper than {MAX_DEPTH} levels')
     return body
 
