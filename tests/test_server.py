@@ -8,6 +8,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 import requests
 
 from pacifica.notifications import orm
@@ -81,19 +82,25 @@ def test_repo_server_conf(database, service_env, tmp_path):
         server.stop()
 
 
-def test_tools_on_receive_are_applied(database, service_env, tmp_path):
-    """A tool the CherryPy file turns on at /receive still applies there (the fast path steps aside)."""
+@pytest.mark.parametrize(
+    'path, body, answer_key',
+    [
+        ('/receive', json.loads((FIXTURES / 'metadata-ingest-event.json').read_text()), 'status'),
+        ('/eventmatch', {'name': 'n', 'jsonpath': 'data', 'target_url': 'http://127.0.0.1:9/'}, 'uuid'),
+    ],
+)
+def test_tools_on_fast_routes_are_applied(database, service_env, tmp_path, path, body, answer_key):
+    """A tool the CherryPy file turns on at a fast route still applies there (the fast path steps aside)."""
     assert run_cmd(service_env, 'dbsync').returncode == 0
     conf = tmp_path / 'gzip.conf'
-    conf.write_text("[/receive]\ntools.gzip.on: True\ntools.gzip.mime_types: ['application/json']\n")
+    conf.write_text(f"[{path}]\ntools.gzip.on: True\ntools.gzip.mime_types: ['application/json']\n")
     server = notifications_server(service_env, tmp_path / 'out.log', '--no-worker', '--cpconfig', str(conf))
     try:
         server.wait_ready()
-        assert '/receive is served by CherryPy, because the CherryPy config turns on gzip there' in server.output()
-        event = json.loads((FIXTURES / 'metadata-ingest-event.json').read_text())
-        resp = requests.post(server.url + '/receive', json=event, timeout=10, headers={'Accept-Encoding': 'gzip'})
+        assert f'{path} is served by CherryPy, because the CherryPy config turns on gzip there' in server.output()
+        resp = requests.post(server.url + path, json=body, timeout=10, headers={'Accept-Encoding': 'gzip'})
         assert resp.status_code == 200 and resp.headers.get('Content-Encoding') == 'gzip'
-        assert resp.json()['status'] == 'accepted'
+        assert answer_key in resp.json()
     finally:
         server.stop()
 

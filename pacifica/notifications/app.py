@@ -1,8 +1,9 @@
 """The CherryPy application shared by ``pacifica-notifications`` and uWSGI.
 
 Database connections are opened and closed here, once per request, by two
-hooks; handlers never manage them.  Starting a process around it is
-:mod:`server`'s job.
+hooks; handlers never manage them (the routes :mod:`fastpost` serves, outside
+CherryPy's hooks, close theirs in one place too).  Starting a process around
+it is :mod:`server`'s job.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import cherrypy
 from cherrypy.lib import reprconf
 from peewee import DatabaseError
 
+from . import fastpost
 from .config import settings
 from .models import BaseModel
-from .receiving import ReceiveApp
 from .rest import Root, error_page_default, error_response
 
 #: Engine and server settings used unless a CherryPy config file says otherwise.
@@ -69,7 +70,7 @@ def app_config() -> dict:
 
 
 def mount(cpconfig: str = '') -> cherrypy.Application:
-    """Mount the REST root at ``/`` with our settings, then the CherryPy file's; graft the fast ``/receive``.
+    """Mount the REST root at ``/`` with our settings, then the CherryPy file's; graft the fast ``POST`` routes.
 
     Serve ``cherrypy.tree`` (as the servers do), not the returned application,
     to have both.
@@ -80,21 +81,19 @@ def mount(cpconfig: str = '') -> cherrypy.Application:
     app = cherrypy.tree.mount(Root(), '/', app_config())
     if cpconfig:
         app.merge(cpconfig)
-    tools = _tools_on(cpconfig, RECEIVE)
-    if tools:
-        cherrypy.log(f'{RECEIVE} is served by CherryPy, because the CherryPy config turns on {", ".join(tools)} there')
-    else:
-        headers_on = app.find_config(RECEIVE, 'tools.response_headers.on', False)
-        headers = app.find_config(RECEIVE, 'tools.response_headers.headers', []) if headers_on else []
-        max_bytes = app.find_config(RECEIVE, 'request.body.maxbytes', settings().max_request_bytes)
-        cherrypy.tree.graft(ReceiveApp(max_bytes, headers), RECEIVE)
+    for path, handler in fastpost.ROUTES.items():
+        tools = _tools_on(cpconfig, path)
+        if tools:
+            cherrypy.log(f'{path} is served by CherryPy, because the CherryPy config turns on {", ".join(tools)} there')
+            continue
+        headers_on = app.find_config(path, 'tools.response_headers.on', False)
+        headers = app.find_config(path, 'tools.response_headers.headers', []) if headers_on else []
+        max_bytes = app.find_config(path, 'request.body.maxbytes', settings().max_request_bytes)
+        cherrypy.tree.graft(fastpost.PostApp(handler, app, max_bytes, headers), path)
     return app
 
 
-#: Where producers post events.
-RECEIVE = '/receive'
-
-#: Tools the fast ``/receive`` applies itself.
+#: Tools the fast routes apply themselves.
 _FAST_TOOLS = ('response_headers',)
 
 

@@ -28,8 +28,8 @@ from typing import NamedTuple
 
 from peewee import DatabaseError, IntegrityError
 
-from . import due
-from .binding import DB, close, connect, write_transaction
+from . import due, statements
+from .binding import close, connect, write_transaction
 from .models import EventLog, utcnow
 from .tasks import dispatch_events
 
@@ -226,7 +226,7 @@ def _store(batch: list[_Slot]) -> list[str]:
                 first[slot.key] = slot
             rows.append((slot, _new_row(slot.event, slot.text, slot.key, now, retry_at)))
     connect()
-    inserted = insert_new([row for _slot, row in rows])
+    inserted = statements.insert([row for _slot, row in rows], ignore_conflicts=True)
     stored = {}
     if inserted != len(rows):
         keys = [row.dedup_key for _slot, row in rows if row.dedup_key]
@@ -243,29 +243,6 @@ def _store(batch: list[_Slot]) -> list[str]:
         if not slot.answered and slot.key in first:
             slot.received = Received(first[slot.key].received.event, True)  # type: ignore[union-attr]
     return fresh
-
-
-#: An event row's fields, in the order the statements of :func:`insert_new` list them.
-COLUMNS = (EventLog.uuid, EventLog.jsondata, EventLog.created, EventLog.dedup_key, EventLog.retry_at)
-
-#: Statements of :func:`insert_new`, by database type and number of rows.
-_INSERTS: dict[tuple[type, int], str] = {}
-
-
-def insert_new(rows: list[EventLog]) -> int:
-    """Insert the rows in one statement, skipping those whose key is stored already; return how many went in.
-
-    peewee writes the statement once per database type and number of rows:
-    writing it costs more than running it.
-    """
-    shape = (type(DB.obj), len(rows))
-    sql = _INSERTS.get(shape)
-    if sql is None:
-        blank = [[None] * len(COLUMNS)] * len(rows)
-        sql = EventLog.insert_many(blank, fields=COLUMNS).on_conflict_ignore().as_rowcount().sql()[0]
-        _INSERTS[shape] = sql
-    params = [field.db_value(row.__data__[field.name]) for row in rows for field in COLUMNS]
-    return DB.execute_sql(sql, params).rowcount
 
 
 def _answer_alone(slot: _Slot) -> None:

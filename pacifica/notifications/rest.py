@@ -109,13 +109,17 @@ def read_json_object() -> dict:
 
 def get_remote_user() -> str:
     """Get the remote user from the configured request header, else the default user."""
-    config = settings()
-    user = cherrypy.request.headers.get(config.user_header, '').strip()
+    return remote_user(cherrypy.request.headers.get(settings().user_header, ''))
+
+
+def remote_user(header_value: str) -> str:
+    """The user a request's user header names (the default user if it names none)."""
+    user = header_value.strip()
     if len(user) > 255:
         raise ClientError('remote user name is longer than 255 characters')
     if '\x00' in user:
         raise ClientError('remote user name contains a NUL character')
-    return user or config.default_user
+    return user or settings().default_user
 
 
 def client_errors(handler: Callable[..., Any]) -> Callable[..., Any]:

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from . import statements
 from .errors import ClientError, NotVisible
 from .jsonpath import JsonPathError
 from .jsonpath import parse as parse_jsonpath
@@ -158,7 +159,7 @@ def create(user: str, body: dict) -> EventMatch:
     now = utcnow()
     sub = EventMatch(user=user, created=now, updated=now)
     _apply(sub, fields)
-    sub.save(force_insert=True)
+    statements.insert([sub])
     return sub
 
 

@@ -1,12 +1,15 @@
-"""``POST /receive`` as a plain WSGI application: the hot path, without CherryPy's per-request work.
+"""The busiest ``POST`` routes as plain WSGI: without CherryPy's per-request work.
 
-Every event a producer sends passes here, so this path skips what it does
-not need of CherryPy (dispatch, tools, hooks, request and response objects),
-which otherwise costs more than storing the event.  It keeps every rule of
-:class:`rest.ReceiveEvent` by calling the same functions: the same statuses,
-the same JSON errors, the same body limit, an access line in the same log.
-:func:`app.mount` grafts it at ``/receive`` unless the CherryPy file turns
-on tools there, which only the CherryPy handler would apply.
+Every event a producer sends passes ``POST /receive``, and every new
+subscription ``POST /eventmatch``; CherryPy's dispatch, tools, hooks and
+request and response objects cost more than the work itself there.  A
+:class:`PostApp` grafted at such a path serves ``POST`` on the path itself and
+hands every other request (another method, a deeper path) to the CherryPy
+application, so each route keeps one set of rules: it calls the same
+functions as :mod:`rest`, with the same statuses, the same JSON errors, the
+same body limit, and writes an access line in the same log.  :func:`app.mount`
+grafts them unless the CherryPy file turns on tools there, which only
+CherryPy would apply.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from typing import Any
 
 import cherrypy
 
-from .binding import close
+from . import subscriptions
+from .binding import close, connect
+from .config import settings
 from .errors import ClientError
-from .rest import accept_event, check_media_type, error_body, parse_json_object, unexpected_error
-
-LOG = logging.getLogger(__name__)
+from .rest import accept_event, check_media_type, error_body, parse_json_object, remote_user, unexpected_error
 
 StartResponse = Callable[..., Any]
 
@@ -31,53 +34,59 @@ StartResponse = Callable[..., Any]
 TOO_LARGE = 'The entity sent with the request exceeds the maximum allowed bytes.'
 
 
+#: A route's work: the request's environ and body in, the JSON answer out (or :class:`ClientError`).
+Handler = Callable[[dict, bytes], dict]
+
+
 class _Refused(Exception):
     """Answer with this status and message (a JSON error)."""
 
-    def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()):
+    def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-        self.headers = headers
 
 
-class ReceiveApp:
-    """The WSGI application serving ``POST /receive`` (mounted at that path)."""
+class PostApp:
+    """A WSGI application serving ``POST`` at the path it is grafted at, and passing on the rest.
 
-    def __init__(self, max_bytes: int, extra_headers: Iterable[tuple[str, str]] = ()):
+    ``fallback`` (the CherryPy application mounted at ``/``) serves every
+    other method and every deeper path, as it would without the graft.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        fallback: Callable[[dict, StartResponse], Iterable[bytes]],
+        max_bytes: int,
+        extra_headers: Iterable[tuple[str, str]] = (),
+    ):
+        self.handler = handler
+        self.fallback = fallback
         self.max_bytes = max_bytes
         self.extra_headers = [(name, value) for name, value in extra_headers if name.lower() != 'content-type']
 
-    def __call__(self, environ: dict, start_response: StartResponse) -> list[bytes]:
-        headers: tuple[tuple[str, str], ...] = ()
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get('PATH_INFO', '') not in ('', '/') or environ['REQUEST_METHOD'] != 'POST':
+            whole_path = environ.get('SCRIPT_NAME', '') + environ.get('PATH_INFO', '')
+            return self.fallback({**environ, 'SCRIPT_NAME': '', 'PATH_INFO': whole_path}, start_response)
         try:
             status, body = 200, self._answer(environ)
         except _Refused as exc:
-            status, headers = exc.status, exc.headers
-            body = error_body(_status_line(status), str(exc))
+            status, body = exc.status, error_body(_status_line(exc.status), str(exc))
         finally:
             close()
         data = json.dumps(body).encode('utf-8')
         start_response(
             _status_line(status),
-            [
-                ('Content-Type', 'application/json'),
-                ('Content-Length', str(len(data))),
-                *headers,
-                *self.extra_headers,
-            ],
+            [('Content-Type', 'application/json'), ('Content-Length', str(len(data))), *self.extra_headers],
         )
         _access_line(environ, status, len(data))
         return [data]
 
     def _answer(self, environ: dict) -> dict:
-        if environ.get('PATH_INFO', '') not in ('', '/'):
-            raise _Refused(404, f'The path {environ.get("SCRIPT_NAME", "")}{environ["PATH_INFO"]!r} was not found.')
-        if environ['REQUEST_METHOD'] != 'POST':
-            raise _Refused(405, 'The method is not allowed for this resource.', (('Allow', 'POST'),))
         try:
             check_media_type(environ.get('CONTENT_TYPE', ''))
-            raw = self._read_body(environ)
-            return accept_event(parse_json_object(raw), raw.decode('utf-8'))
+            return self.handler(environ, self._read_body(environ))
         except _Refused:
             raise
         except ClientError as exc:
@@ -102,6 +111,28 @@ class ReceiveApp:
         if len(raw) > self.max_bytes:
             raise too_large
         return raw
+
+
+def receive(_environ: dict, raw: bytes) -> dict:
+    """``POST /receive``: store the event, keeping its text as sent."""
+    return accept_event(parse_json_object(raw), raw.decode('utf-8'))
+
+
+def create_subscription(environ: dict, raw: bytes) -> dict:
+    """``POST /eventmatch``: create a subscription owned by the caller."""
+    user = remote_user(environ.get(_environ_key(settings().user_header), ''))
+    body = parse_json_object(raw)
+    connect()
+    return subscriptions.create(user, body).to_hash()
+
+
+#: The fast routes: path, then handler.
+ROUTES: dict[str, Handler] = {'/receive': receive, '/eventmatch': create_subscription}
+
+
+def _environ_key(header: str) -> str:
+    """Where WSGI puts a request header: ``Http-Remote-User`` is ``HTTP_HTTP_REMOTE_USER``."""
+    return 'HTTP_' + header.upper().replace('-', '_')
 
 
 def _status_line(status: int) -> str:
