@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
 from pacifica.notifications import intake, pipeline
 from pacifica.notifications.models import POLICY_SKIPPED, SENDING
-from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch
+from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch, utcnow
 
 from .conftest import FIXTURES
 from .httpfakes import Answer, Recorder
@@ -126,17 +127,37 @@ def test_an_attempt_runs_once_and_a_delivery_is_never_repeated(peers, later):
     assert len(target.calls('/t')) == 1
 
 
-def test_a_taken_attempt_is_taken_over_only_by_a_redelivered_task(peers, later):
+def test_a_taken_attempt_is_taken_over_only_by_a_redelivered_task_once_its_hold_ran_out(peers, later):
     _, target = peers
     subscribe(target)
     event_uuid = log_event()
     pipeline.dispatch_orm_event(EventLog.get_by_id(event_uuid))
     row = EventLogMatch.get()
-    EventLogMatch.update(attempts=1, target_status_code=SENDING, policy_status_code='200').execute()
+    held = dict(attempts=1, target_status_code=SENDING, policy_status_code='200')
+    EventLogMatch.update(**held, retry_at=utcnow() + timedelta(seconds=60)).execute()
+    for retake in (False, True):
+        pipeline.deliver_one(str(row.uuid), 1, later, retake=retake)
+        pipeline.deliver_one(str(row.uuid), 2, later, retake=retake)
+    assert target.calls('/t') == []  # its worker may still be sending it, though the broker gave its task again
+    EventLogMatch.update(retry_at=utcnow() - timedelta(seconds=1)).execute()
     pipeline.deliver_one(str(row.uuid), 1, later)
-    assert target.calls('/t') == []  # its worker may still be sending it
+    assert target.calls('/t') == []  # the attempt was taken: only a redelivered task resumes it
     pipeline.deliver_one(str(row.uuid), 1, later, retake=True)
     assert len(target.calls('/t')) == 1 and EventLogMatch.get().is_delivered()
+
+
+def test_a_held_attempt_is_not_sent_again_by_a_policy_retry_or_resync(peers, later):
+    """A resync can queue a policy question for rows that another task then claims and starts sending."""
+    policy, target = peers
+    subscribe(target)
+    event_uuid = log_event()
+    pipeline.dispatch_orm_event(EventLog.get_by_id(event_uuid))
+    EventLogMatch.update(
+        attempts=1, target_status_code=SENDING, policy_status_code='200', retry_at=utcnow() + timedelta(seconds=60)
+    ).execute()
+    outcome = pipeline.ask(event_uuid, 'dmlb2001', 1, later)
+    assert (outcome.asked, target.calls('/t'), policy.calls()) == (0, [], [])
+    assert EventLogMatch.get().target_status_code == SENDING
 
 
 def test_policy_asked_only_about_undelivered_rows(peers, later):

@@ -61,8 +61,19 @@ def held_for(seconds: float) -> datetime:
 
 
 def in_flight(row: EventLogMatch, now: datetime) -> bool:
-    """Whether a process holds this row's attempt now (claimed for sending, its hold not run out)."""
+    """Whether a process holds this row's attempt now (claimed for sending, its hold not run out).
+
+    No one else may take such a row, not even a task the broker gave again:
+    a broker that lost its connection to a live worker gives its task again
+    while the worker is still sending.  :func:`not_in_flight` says it in SQL.
+    """
     return row.target_status_code == SENDING and row.retry_at is not None and row.retry_at > now
+
+
+def not_in_flight(now: datetime) -> Expression:
+    """SQL: the rows :func:`in_flight` is false of."""
+    status, due = EventLogMatch.target_status_code, EventLogMatch.retry_at
+    return (status != SENDING) | status.is_null() | due.is_null() | (due <= now)
 
 
 def start_in(due: datetime | None, now: datetime) -> float:

@@ -251,7 +251,8 @@ def _pending_rows(event_uuid: str, user: str) -> list[EventLogMatch]:
         .join(EventMatch)
         .where((EventLogMatch.event_log == event_uuid) & (EventMatch.user == user) & EventMatch.live())
     )
-    return [row for row in query if not row.is_delivered()]
+    now = utcnow()
+    return [row for row in query if not row.is_delivered() and not due.in_flight(row, now)]
 
 
 def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
@@ -394,8 +395,9 @@ def _take_attempts(jobs: list[_Delivery], retake: bool) -> list[_Delivery]:
 
     The claims are held for as long as a call can take (:func:`due.held_for`):
     if this process dies while sending, the recovery sweep finds them soon
-    after.  With ``retake`` (the broker gave us again a message whose worker
-    died) an attempt that was taken but never finished is taken over.
+    after.  A held attempt is never taken.  With ``retake`` (the broker gave
+    us again a message whose worker may have died) an attempt that was taken
+    but whose hold ran out unfinished is taken over.
     """
     if not jobs:
         return []
@@ -409,6 +411,7 @@ def _take_attempts(jobs: list[_Delivery], retake: bool) -> list[_Delivery]:
         takeable = EventLogMatch.attempts == number - 1
         if retake:
             takeable |= (EventLogMatch.attempts == number) & (EventLogMatch.target_status_code == SENDING)
+        takeable &= due.not_in_flight(stamp)
         count = (
             EventLogMatch.update(
                 attempts=number, last_attempt=stamp, retry_at=hold, target_status_code=SENDING, **dict(answer)
