@@ -1,7 +1,8 @@
 """Every earlier schema, written out in plain SQL per database, to test upgrades.
 
 Version 0.0 had only subscriptions, 1.0 added the version table, 2.0 the
-``auth`` column, 3.0 the event log, 4.0 the attempt counts and 5.0 duplicate keys and due times.
+``auth`` column, 3.0 the event log, 4.0 the attempt counts, 5.0 duplicate keys and due times,
+and 6.0 an index on when subscriptions changed.
 Each builder creates exactly the
 tables of its version and fills them with rows an upgrade must keep.
 """
@@ -75,6 +76,7 @@ DUE_5 = [
     'CREATE UNIQUE INDEX eventlog_dedup ON eventlog (dedup_key)',
     'ALTER TABLE eventlogmatch ADD COLUMN retry_at {dt}',
 ]
+CHANGES_6 = ['CREATE INDEX eventmatch_changed ON eventmatch (updated)']
 MATCHES = [
     (
         '1791be8f-d9cc-418c-b976-b2a747b58678',
@@ -121,7 +123,7 @@ def build(db, version: tuple[int, int]) -> None:
         db.execute_sql(EVENTLOGMATCH_3.format(**types))
         insert('eventlog', EVENTS)
         insert('eventlogmatch', MATCHES)
-    for since, statements in (((4, 0), ATTEMPTS_4), ((5, 0), DUE_5)):
+    for since, statements in (((4, 0), ATTEMPTS_4), ((5, 0), DUE_5), ((6, 0), CHANGES_6)):
         if version >= since:
             for statement in statements:
                 db.execute_sql(statement.format(**types))

@@ -31,7 +31,7 @@ from .config import settings
 from .masking import mask_auth
 
 #: The schema version this code reads and writes.
-SCHEMA_MAJOR = 5
+SCHEMA_MAJOR = 6
 SCHEMA_MINOR = 0
 
 #: What ``policy_status_code`` says when no policy server is configured.
@@ -91,7 +91,7 @@ class EventMatch(BaseModel):
     error = TextField(null=True)
     disabled = DateTimeField(null=True)
     created = DateTimeField(default=utcnow)
-    updated = DateTimeField(default=utcnow)
+    updated = DateTimeField(default=utcnow, index=True)  # workers read the subscriptions changed since
     deleted = DateTimeField(null=True)
 
     @classmethod

@@ -82,7 +82,7 @@ class OrmSync:
     upgrade resumes where it stopped.
     """
 
-    versions = [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]
+    versions = [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0)]
 
     @staticmethod
     def dbconn_blocking() -> None:
@@ -152,6 +152,11 @@ class OrmSync:
             for table, columns in MYSQL_LONG_TEXT.items():
                 changes = ', '.join(f'MODIFY {column} LONGTEXT{extra}' for column, extra in columns)
                 DB.execute_sql(f'ALTER TABLE {table} {changes}')
+
+    @staticmethod
+    def update_5_0_to_6_0() -> None:
+        """Update by indexing when each subscription last changed: workers read only what changed."""
+        migrate(SchemaMigrator.from_database(DB.bound()).add_index(EventMatch._meta.table_name, ('updated',)))
 
     @classmethod
     def update_tables(cls) -> tuple[int, int]:
