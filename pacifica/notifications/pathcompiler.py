@@ -24,12 +24,6 @@ from typing import Any
 
 from jsonpath2.expressions.operator import (
     AndVariadicOperatorExpression,
-    EqualBinaryOperatorExpression,
-    GreaterThanBinaryOperatorExpression,
-    GreaterThanOrEqualToBinaryOperatorExpression,
-    LessThanBinaryOperatorExpression,
-    LessThanOrEqualToBinaryOperatorExpression,
-    NotEqualBinaryOperatorExpression,
     NotUnaryOperatorExpression,
     OrVariadicOperatorExpression,
 )
@@ -47,6 +41,8 @@ from jsonpath2.subscripts.filter import FilterSubscript
 from jsonpath2.subscripts.objectindex import ObjectIndexSubscript
 from jsonpath2.subscripts.wildcard import WildcardSubscript
 
+from .pathparser import COMPARISONS
+
 #: A compiled node: the values it finds, from the root and the current value.
 Values = Callable[[Any, Any], Iterator[Any]]
 #: A compiled subscript: the values it selects from the current value.
@@ -54,14 +50,7 @@ Step = Callable[[Any, Any], Iterable[Any]]
 #: A compiled filter expression.
 Test = Callable[[Any, Any], bool]
 
-_BINARY = (
-    EqualBinaryOperatorExpression,
-    NotEqualBinaryOperatorExpression,
-    LessThanBinaryOperatorExpression,
-    LessThanOrEqualToBinaryOperatorExpression,
-    GreaterThanBinaryOperatorExpression,
-    GreaterThanOrEqualToBinaryOperatorExpression,
-)
+_BINARY = frozenset(COMPARISONS.values())
 
 _MISSING = object()
 

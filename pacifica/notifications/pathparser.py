@@ -31,6 +31,7 @@ from jsonpath2.expressions.operator import (
     NotEqualBinaryOperatorExpression,
     NotUnaryOperatorExpression,
     OrVariadicOperatorExpression,
+    VariadicOperatorExpression,
 )
 from jsonpath2.expressions.some import SomeExpression
 from jsonpath2.node import Node
@@ -68,7 +69,8 @@ _TOKEN = re.compile(
 #: Words the lexer reads as keywords, never as names.
 _KEYWORDS = frozenset({'and', 'or', 'not', 'true', 'false', 'null'})
 
-_COMPARISONS = {
+#: jsonpath2's comparison expressions, by their operator.
+COMPARISONS = {
     '=': EqualBinaryOperatorExpression,
     '!=': NotEqualBinaryOperatorExpression,
     '<': LessThanBinaryOperatorExpression,
@@ -92,7 +94,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         if match is None:
             raise Unsupported(f'no token at {position}')
         position = match.end()
-        kind, value = match.lastgroup, match.group()
+        kind, value = str(match.lastgroup), match.group()
         if kind == 'ws':
             continue
         if kind == 'word':
@@ -222,7 +224,7 @@ class _Parser:
     def or_expression(self) -> Expression:
         return self._variadic(self.not_expression, 'or', OrVariadicOperatorExpression, self.or_expression)
 
-    def _variadic(self, operand: Any, keyword: str, kind: type, rest: Any) -> Expression:
+    def _variadic(self, operand: Any, keyword: str, kind: type[VariadicOperatorExpression], rest: Any) -> Expression:
         """One operand, then ``keyword`` and the rest; operands of the same kind are flattened, as jsonpath2 does."""
         parts = [operand()]
         if self.peek() == keyword:
@@ -247,7 +249,7 @@ class _Parser:
             self.take(')')
             return expression
         left = self.operand()
-        comparison = _COMPARISONS.get(self.peek())
+        comparison = COMPARISONS.get(self.peek())
         if comparison is None:
             return SomeExpression(left)
         self.at += 1
