@@ -73,7 +73,8 @@ def parse(jsonpath_str: str) -> Path:
 def compile_text(jsonpath_str: str) -> Compiled:
     """Parse and compile an expression (not cached: the caller keeps it) or raise :class:`JsonPathError`."""
     path, parsed_here = _parse(jsonpath_str)
-    return Compiled(path, pathcompiler.compile_path(path), parsed_here, pathcompiler.is_compiled(path))
+    matches, compiled_here = pathcompiler.compile_checked(path)
+    return Compiled(path, matches, parsed_here, compiled_here)
 
 
 @lru_cache(maxsize=CACHE_SIZE)

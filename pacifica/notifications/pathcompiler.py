@@ -43,7 +43,9 @@ from jsonpath2.subscripts.wildcard import WildcardSubscript
 
 from .pathparser import COMPARISONS
 
-#: A compiled node: the values it finds, from the root and the current value.
+#: A compiled node, asked "does the rest of the path find anything?" from the root and the current value.
+Found = Callable[[Any, Any], bool]
+#: A compiled node as a source of values (a comparison's operands).
 Values = Callable[[Any, Any], Iterator[Any]]
 #: A compiled subscript: the values it selects from the current value.
 Step = Callable[[Any, Any], Iterable[Any]]
@@ -61,20 +63,72 @@ class _NotCompiled(Exception):
 
 def compile_path(path: Path) -> Callable[[Any], bool]:
     """A function telling whether ``path`` finds anything in a document, as jsonpath2 would."""
-    try:
-        values = _values(path.root_node)
-    except _NotCompiled:
-        return lambda document: next(iter(path.match(document)), _MISSING) is not _MISSING
-    return lambda document: next(values(document, document), _MISSING) is not _MISSING
+    return compile_checked(path)[0]
 
 
-def is_compiled(path: Path) -> bool:
-    """Whether :func:`compile_path` compiles ``path`` rather than leave it to jsonpath2."""
+def compile_checked(path: Path) -> tuple[Callable[[Any], bool], bool]:
+    """:func:`compile_path`, and whether it compiled the path (False: jsonpath2 matches it)."""
     try:
-        _values(path.root_node)
-    except _NotCompiled:
-        return False
+        found = _found(path.root_node)
+    except (_NotCompiled, RecursionError):
+        return (lambda document: next(iter(path.match(document)), _MISSING) is not _MISSING), False
+    return (lambda document: found(document, document)), True
+
+
+def _yes(_root: Any, _current: Any) -> bool:
     return True
+
+
+def _found(node: Node) -> Found:
+    """``node`` and the nodes after it, stopping at the first value they find (jsonpath2's order)."""
+    kind = type(node)
+    if kind is TerminalNode:
+        return _yes
+    if kind is RootNode:
+        rest = _found(node.next_node)
+        return lambda root, _current: rest(root, root)
+    if kind is CurrentNode:
+        return _found(node.next_node)
+    if kind is SubscriptNode:
+        rest = _found(node.next_node)
+        selects = [_select(subscript, rest) for subscript in node.subscripts]
+        if len(selects) == 1:
+            return selects[0]
+        return lambda root, current: any(select(root, current) for select in selects)
+    if kind is RecursiveDescentNode:
+        rest = _found(node.next_node)
+
+        def descend(root: Any, current: Any) -> bool:
+            if rest(root, current):
+                return True
+            return any(descend(root, child) for child in _children(current))
+
+        return descend
+    raise _NotCompiled(kind.__name__)
+
+
+def _select(subscript: Any, rest: Found) -> Found:
+    """A subscript, then ``rest`` on each value it selects."""
+    kind = type(subscript)
+    if kind is ObjectIndexSubscript:
+        key = subscript.index
+        if rest is _yes:
+            return lambda _root, current: isinstance(current, dict) and key in current
+        return lambda root, current: isinstance(current, dict) and key in current and rest(root, current[key])
+    if kind is FilterSubscript:
+        test = _test(subscript.expression)
+        if rest is _yes:
+            return test
+        return lambda root, current: test(root, current) and rest(root, current)
+    step = _step(subscript)
+
+    def each(root: Any, current: Any) -> bool:
+        for value in step(root, current):
+            if rest(root, value):
+                return True
+        return False
+
+    return each
 
 
 def _values(node: Node) -> Values:
@@ -190,15 +244,20 @@ def _test(expression: Any) -> Test:
         return lambda root, current: not inner(root, current)
     if kind is AndVariadicOperatorExpression:
         parts = [_test(part) for part in expression.expressions]
+        if len(parts) == 2:
+            first, second = parts
+            return lambda root, current: first(root, current) and second(root, current)
         return lambda root, current: all(part(root, current) for part in parts)
     if kind is OrVariadicOperatorExpression:
         parts = [_test(part) for part in expression.expressions]
+        if len(parts) == 2:
+            first, second = parts
+            return lambda root, current: first(root, current) or second(root, current)
         return lambda root, current: any(part(root, current) for part in parts)
     if kind is SomeExpression:
         operand = expression.next_node_or_value
         if isinstance(operand, Node):
-            values = _values(operand)
-            return lambda root, current: next(values(root, current), _MISSING) is not _MISSING
+            return _found(operand)
         constant = bool(operand)
         return lambda _root, _current: constant
     raise _NotCompiled(kind.__name__)
@@ -208,16 +267,36 @@ def _comparison(expression: Any) -> Test:
     """Any left value against any right value, by jsonpath2's own callback.
 
     As in jsonpath2, a path on the right is read once: the values the first
-    left value used up are not offered to the next.
+    left value used up are not offered to the next.  A field of the current
+    value compared with a literal, the usual filter, is looked up directly.
     """
     compare = expression.callback
-    left, right = _operand(expression.left_node_or_value), _operand(expression.right_node_or_value)
+    left, right = expression.left_node_or_value, expression.right_node_or_value
+    left_key, right_key = _field(left), _field(right)
+    if left_key is not None and not isinstance(right, Node):
+        key = left_key
+        return lambda _root, item: isinstance(item, dict) and key in item and compare(item[key], right)
+    if right_key is not None and not isinstance(left, Node):
+        key = right_key
+        return lambda _root, item: isinstance(item, dict) and key in item and compare(left, item[key])
+    left_values, right_values = _operand(left), _operand(right)
 
     def test(root: Any, current: Any) -> bool:
-        lefts, rights = left(root, current), right(root, current)
+        lefts, rights = left_values(root, current), right_values(root, current)
         return any(compare(one, other) for one in lefts for other in rights)
 
     return test
+
+
+def _field(operand: Any) -> str | None:
+    """The key, if ``operand`` is ``@.key`` (a field of the current value)."""
+    if type(operand) is not CurrentNode or type(operand.next_node) is not SubscriptNode:
+        return None
+    step = operand.next_node
+    if type(step.next_node) is not TerminalNode or len(step.subscripts) != 1:
+        return None
+    subscript = step.subscripts[0]
+    return subscript.index if type(subscript) is ObjectIndexSubscript else None
 
 
 def _operand(operand: Any) -> Callable[[Any, Any], Iterable[Any]]:

@@ -108,7 +108,10 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 def parse(text: str) -> Path:
     """Parse ``text`` (as ``Path.parse_str`` takes it) into jsonpath2's own tree, or raise :class:`Unsupported`."""
-    return Path(_Parser(_tokens(text)).jsonpath())
+    try:
+        return Path(_Parser(_tokens(text)).jsonpath())
+    except RecursionError:
+        raise Unsupported('nested too deeply for this parser') from None
 
 
 class _Parser:
