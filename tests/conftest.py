@@ -16,7 +16,7 @@ from pathlib import Path
 import kombu
 import pytest
 
-from pacifica.notifications import config, orm
+from pacifica.notifications import config, matcher, orm
 
 from .httpfakes import Recorder
 from .procs import script
@@ -74,8 +74,9 @@ def child_env(settings: dict) -> dict:
 
 
 def bind_empty(db_url: str):
-    """Bind the ORM to the test database with none of our tables in it."""
+    """Bind the ORM to the test database with none of our tables in it (and no copy of old subscriptions)."""
     db = orm.bind_database(db_url)
+    matcher.reset()
     drop_tables(db)
     return db
 
