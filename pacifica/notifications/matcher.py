@@ -64,6 +64,10 @@ class _Expression:
         self.oldest, self.newest = min(created, default=datetime.max), max(created, default=datetime.min)
 
 
+#: Before any subscription's ``updated``: where reading changes starts when there were none.
+_EPOCH = datetime(1970, 1, 1)
+
+
 class Matcher:
     """This process's copy of the live subscriptions, compiled, grouped by expression and indexed."""
 
@@ -78,7 +82,8 @@ class Matcher:
         self._versions: dict[UUID, datetime] = {}  # every row's ``updated``, live or not
         self._expressions: dict[str, _Expression] = {}
         self._index: PathIndex[str] = PathIndex()
-        self._seen: datetime | None = None
+        self._loaded = False
+        self._seen = _EPOCH  # the latest ``updated`` read
         self._checked = 0.0
 
     def match(self, event: dict, received: datetime) -> list[EventMatch]:
@@ -88,7 +93,7 @@ class Matcher:
     def current(self) -> Snapshot:
         """Bring the copy up to date; the result matches any event received before now."""
         with self._lock:
-            if self._seen is None:
+            if not self._loaded:
                 self._load_all()
             elif time.monotonic() - self._checked > self.FULL_CHECK:
                 self._check_all()
@@ -132,11 +137,10 @@ class Matcher:
         with _collector_paused():
             for row in EventMatch.select():
                 self._apply(row)
-        self._checked = time.monotonic()
+        self._loaded, self._checked = True, time.monotonic()
         LOG.info('matcher: %d live subscriptions loaded in %.1f s', len(self._live), self._checked - started)
 
     def _load_changes(self) -> None:
-        assert self._seen is not None
         since = self._seen - timedelta(seconds=self.CHANGE_MARGIN)
         versions = _versions(EventMatch.updated >= since)
         self._read_changed([uuid for uuid, updated in versions.items() if self._versions.get(uuid) != updated])
@@ -159,8 +163,7 @@ class Matcher:
         """Take in one row as it is now: file it if live, else drop it."""
         self._forget(row.uuid)
         self._versions[row.uuid] = row.updated
-        if self._seen is None or row.updated > self._seen:
-            self._seen = row.updated
+        self._seen = max(self._seen, row.updated)
         if not row.is_live():
             return
         entry = self._expressions.get(row.jsonpath)
