@@ -88,3 +88,10 @@ def test_dbconn_blocking_gives_up(service_env, tmp_path, monkeypatch):
     orm.bind_database(f'sqlite:///{tmp_path / "missing" / "x.sqlite3"}')
     with pytest.raises(orm.DatabaseUnavailable, match='after 2 attempt'):
         OrmSync.dbconn_blocking()
+
+
+def test_upgrade_to_6_0_of_tables_made_from_the_models(synced):
+    """The seed's module API makes tables with ``create_table()``, index included: the 6.0 step keeps it."""
+    NotificationSystem.set_version((5, 0))
+    assert OrmSync.update_tables() == (6, 0)
+    assert NotificationSystem.get_version() == (6, 0)
