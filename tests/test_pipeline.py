@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from pacifica.notifications import intake, pipeline
+from pacifica.notifications.matcher import matcher
 from pacifica.notifications.models import POLICY_SKIPPED, SENDING
 from pacifica.notifications.orm import EventLog, EventLogMatch, EventMatch, utcnow
 
@@ -253,3 +254,14 @@ def test_an_event_is_for_the_subscriptions_that_existed_when_it_arrived(peers, l
     subscribe(target, path='/after')
     dispatch(event_uuid, later)
     assert [row.event_match_id for row in EventLogMatch.select()] == [before.uuid]
+
+
+def test_a_subscription_removed_from_the_table_by_hand_is_dropped_from_the_copy(peers, later):
+    _, target = peers
+    gone = subscribe(target, path='/gone')
+    matcher().current()  # this process's copy now holds it
+    EventMatch.delete().where(EventMatch.uuid == gone.uuid).execute()  # not the API's soft delete
+    subscribe(target, path='/kept')
+    outcome = dispatch(log_event(), later)
+    assert (outcome.matched, outcome.delivered) == (1, 1)
+    assert [call.path for call in target.calls()] == ['/kept']

@@ -90,12 +90,16 @@ class Matcher:
         """The live subscriptions that existed at ``received`` and whose expression finds something."""
         return self.current().match(event, received)
 
-    def current(self) -> Snapshot:
-        """Bring the copy up to date; the result matches any event received before now."""
+    def current(self, full: bool = False) -> Snapshot:
+        """Bring the copy up to date; the result matches any event received before now.
+
+        With ``full`` (or every :attr:`FULL_CHECK` seconds) the whole table is
+        compared with the copy, which also drops rows removed from it.
+        """
         with self._lock:
             if not self._loaded:
                 self._load_all()
-            elif time.monotonic() - self._checked > self.FULL_CHECK:
+            elif full or time.monotonic() - self._checked > self.FULL_CHECK:
                 self._check_all()
             else:
                 self._load_changes()

@@ -199,7 +199,13 @@ def dispatch_many(event_uuids: list[str], scheduler: Scheduler, retake: bool = F
         orm_event = events.get(str(event_uuid))
         if orm_event is None or orm_event.retry_at is None:
             continue
-        pending = dispatch_orm_event(orm_event, snapshot, retry_at=due.deadline(), **skipped)
+        try:
+            pending = dispatch_orm_event(orm_event, snapshot, retry_at=due.deadline(), **skipped)
+        except IntegrityError:
+            # This process's copy names a subscription no longer in the table (removed by
+            # hand, or the table made anew): compare the whole copy with it, then again.
+            snapshot = matcher().current(full=True)
+            pending = dispatch_orm_event(orm_event, snapshot, retry_at=due.deadline(), **skipped)
         plan = _Plan(str(event_uuid), json.loads(orm_event.jsondata), Outcome(matched=sum(map(len, pending.values()))))
         if skipped:
             plan.deliveries = [(row, None, {}) for rows in pending.values() for row in rows]
