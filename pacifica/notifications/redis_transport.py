@@ -30,6 +30,7 @@ from time import time
 
 from kombu.transport import redis, virtual
 from kombu.utils.json import dumps
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 LOG = logging.getLogger(__name__)
 
@@ -138,7 +139,15 @@ class Channel(redis.Channel):
         yield client or self._commands_client()
 
     def _commands_client(self):
-        """A client over the channel's current pool (safe across threads: each command takes a connection)."""
+        """A client over the channel's current pool (safe across threads: each command takes a connection).
+
+        A channel closed when its connection was lost has no pool; a command
+        on it (a late acknowledgement) raises a connection error, which the
+        worker handles by reconnecting, not an ``AttributeError``, which
+        would stop it.  The message stays held, and comes back.
+        """
+        if self.connection is None:
+            raise RedisConnectionError('the channel closed when its connection to Redis was lost')
         pool = self.pool
         if self._commands is None or self._commands[0] is not pool:
             self._commands = (pool, self._create_client())
