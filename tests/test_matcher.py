@@ -106,7 +106,7 @@ def test_an_empty_table_is_loaded_once_then_followed_by_changes(synced):
     frozen = gc.get_freeze_count()
     garbage = [[n] for n in range(1000)]
     assert matcher.match(EVENT, utcnow()) == []
-    assert gc.get_freeze_count() == frozen
+    assert gc.get_freeze_count() <= frozen  # frozen objects freed since are no longer counted
     del garbage
     first = create(FILES)
     assert names(matcher.match(EVENT, utcnow())) == {str(first.uuid)}
