@@ -27,7 +27,7 @@ from typing import Callable, Protocol
 
 from peewee import IntegrityError
 
-from . import binding, delivery, due
+from . import binding, delivery, due, statements
 from .config import settings
 from .delivery import Reply
 from .matcher import Snapshot, matcher
@@ -140,13 +140,7 @@ def dispatch_orm_event(
         EventLogMatch(uuid=uuid.uuid4(), event_log=orm_event.uuid, event_match=sub, created=now, **fields)
         for sub in matched
     ]
-    columns = ('uuid', 'event_log', 'event_match', 'created', 'attempts', *fields)
-    inserted = (
-        EventLogMatch.insert_many([{name: row.__data__[name] for name in columns} for row in rows])
-        .on_conflict_ignore()
-        .as_rowcount()
-        .execute()
-    )
+    inserted = statements.insert(rows, ignore_conflicts=True)
     if inserted != len(rows):
         rows = [
             row

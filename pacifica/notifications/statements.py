@@ -18,6 +18,9 @@ from .binding import DB
 #: Statement texts by (database type, model, column names, number of rows, conflicts ignored).
 _TEXTS: dict[tuple[type, type, tuple[str, ...], int, bool], str] = {}
 
+#: Most rows a kept statement has: a larger insert is rare, and its writing costs little per row.
+KEEP_UP_TO = 256
+
 
 def insert(rows: Sequence[Model], ignore_conflicts: bool = False) -> int:
     """Insert model instances (all with the same fields set) in one statement; return how many went in.
@@ -33,6 +36,7 @@ def insert(rows: Sequence[Model], ignore_conflicts: bool = False) -> int:
     if text is None:
         query = model.insert_many([[None] * len(fields)] * len(rows), fields=fields).as_rowcount()
         text = (query.on_conflict_ignore() if ignore_conflicts else query).sql()[0]
-        _TEXTS[shape] = text
+        if len(rows) <= KEEP_UP_TO:
+            _TEXTS[shape] = text
     params = [field.db_value(row.__data__[field.name]) for row in rows for field in fields]
     return DB.execute_sql(text, params).rowcount
