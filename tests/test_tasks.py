@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from pacifica.notifications.models import SENDING
-from pacifica.notifications.orm import EventLogMatch, EventMatch, OrmSync
+from pacifica.notifications.orm import EventLogMatch, EventMatch, OrmSync, utcnow
 
 from .conftest import (
     FIXTURES,
@@ -97,10 +97,11 @@ def stack(tmp_path_factory):
 
 @pytest.fixture
 def case(stack):
-    """A fresh user and target path; afterwards every subscription is retired."""
+    """A fresh user and target path; afterwards every subscription is retired (as the API deletes: ``updated`` too)."""
     name = uuid.uuid4().hex[:8]
     yield f'user-{name}', f'/t/{name}'
-    EventMatch.update(deleted=EventMatch.updated).where(EventMatch.deleted.is_null()).execute()
+    now = utcnow()
+    EventMatch.update(deleted=now, updated=now).where(EventMatch.deleted.is_null()).execute()
 
 
 def rows_of(sub: dict) -> list[EventLogMatch]:
