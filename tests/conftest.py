@@ -17,6 +17,7 @@ import kombu
 import pytest
 
 from pacifica.notifications import config, matcher, orm
+from pacifica.notifications.orm import EventMatch, utcnow
 
 from .httpfakes import Recorder
 from .procs import script
@@ -171,3 +172,22 @@ def run_cmd(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [script('pacifica-notifications-cmd'), *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
+
+
+@pytest.fixture(scope='module')
+def stack(tmp_path_factory):
+    """The service as deployed (see :mod:`tests.stack`), one per test module."""
+    from .stack import Stack  # here, not at the top: that module imports this one
+
+    stack = Stack(tmp_path_factory.mktemp('stack'))
+    yield stack
+    stack.close()
+
+
+@pytest.fixture
+def case(stack):
+    """A fresh user and target path; afterwards every subscription is retired (as the API deletes: ``updated`` too)."""
+    name = uuid.uuid4().hex[:8]
+    yield f'user-{name}', f'/t/{name}'
+    now = utcnow()
+    EventMatch.update(deleted=now, updated=now).where(EventMatch.deleted.is_null()).execute()

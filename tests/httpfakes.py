@@ -55,6 +55,9 @@ class Recorder:
             def do_POST(self):
                 length = int(self.headers.get('Content-Length') or 0)
                 body = self.rfile.read(length)
+                if len(body) < length:  # the client died mid-request (a killed worker): nothing was delivered
+                    self.close_connection = True
+                    return
                 answer = recorder._record(Call(self.path, dict(self.headers), body, time.monotonic()))
                 if answer.delay:
                     time.sleep(answer.delay)

@@ -2,7 +2,7 @@
 
 Version 0.0 had only subscriptions, 1.0 added the version table, 2.0 the
 ``auth`` column, 3.0 the event log, 4.0 the attempt counts, 5.0 duplicate keys and due times,
-and 6.0 an index on when subscriptions changed.
+6.0 an index on when subscriptions changed, and 7.0 delivery modes and signing secrets.
 Each builder creates exactly the
 tables of its version and fills them with rows an upgrade must keep.
 """
@@ -77,6 +77,14 @@ DUE_5 = [
     'ALTER TABLE eventlogmatch ADD COLUMN retry_at {dt}',
 ]
 CHANGES_6 = ['CREATE INDEX eventmatch_changed ON eventmatch (updated)']
+SIGNING_7 = [
+    "ALTER TABLE eventmatch ADD COLUMN delivery_mode VARCHAR(16) NOT NULL DEFAULT 'structured'",
+    'ALTER TABLE eventmatch ADD COLUMN signing_secret TEXT',
+    'ALTER TABLE eventmatch ADD COLUMN previous_secret TEXT',
+    'ALTER TABLE eventmatch ADD COLUMN previous_secret_until {dt}',
+]
+#: The secret each subscription has at 7.0 (one per subscription, in order).
+SECRETS_7 = ['whsec_' + 'A' * 43 + '=', 'whsec_' + 'B' * 43 + '=']
 MATCHES = [
     (
         '1791be8f-d9cc-418c-b976-b2a747b58678',
@@ -123,7 +131,10 @@ def build(db, version: tuple[int, int]) -> None:
         db.execute_sql(EVENTLOGMATCH_3.format(**types))
         insert('eventlog', EVENTS)
         insert('eventlogmatch', MATCHES)
-    for since, statements in (((4, 0), ATTEMPTS_4), ((5, 0), DUE_5), ((6, 0), CHANGES_6)):
+    for since, statements in (((4, 0), ATTEMPTS_4), ((5, 0), DUE_5), ((6, 0), CHANGES_6), ((7, 0), SIGNING_7)):
         if version >= since:
             for statement in statements:
                 db.execute_sql(statement.format(**types))
+    if version >= (7, 0):
+        for sub, secret in zip(SUBSCRIPTIONS, SECRETS_7):
+            db.execute_sql(f'UPDATE eventmatch SET signing_secret = {param} WHERE uuid = {param}', (secret, sub[0]))

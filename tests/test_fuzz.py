@@ -11,10 +11,13 @@ The requests that once broke it are kept as plain examples (``FOUND``).
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
+import re
 import uuid
+from datetime import datetime
 from urllib.parse import quote
 
 import pytest
@@ -122,12 +125,65 @@ def check(resp: requests.Response):
     return body
 
 
-def expected_receive_status(raw: bytes, content_type: bytes | None) -> int:
-    """What docs/rest-api.md promises for a body: 415, 413, 400 or 200, in that order."""
-    if (content_type or b'').decode('latin-1').split(';', 1)[0].strip().lower() not in (
-        'application/json',
-        'application/cloudevents+json',
+#: CloudEvents 1.0, modelled here apart from the service's code: attributes that must be there,
+#: those that must be non-empty strings when there, and the members that are no extension.
+V1_REQUIRED = ('id', 'source', 'specversion', 'type')
+V1_STRINGS = ('id', 'source', 'type', 'subject', 'dataschema', 'datacontenttype', 'time')
+V1_NOT_EXTENSIONS = {*V1_STRINGS, 'specversion', 'data', 'data_base64'}
+TIMESTAMP = re.compile(
+    r'([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?([Zz]|[+-]([0-9]{2}):([0-9]{2}))'
+)
+BASE64 = re.compile(r'(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?')
+
+
+def rfc3339(text: str) -> bool:
+    """RFC 3339's date-time: a real date and time (a leap second allowed), an offset of at most 23:59."""
+    found = TIMESTAMP.fullmatch(text)
+    if not found:
+        return False
+    year, month, day, hour, minute, second = (int(part) for part in found.group(1, 2, 3, 4, 5, 6))
+    try:
+        datetime(year, month, day, hour, minute, min(second, 59) if second == 60 else second)
+    except ValueError:
+        return False
+    return found.group(9) is None or (int(found.group(9)) <= 23 and int(found.group(10)) <= 59)
+
+
+def attribute_value(value) -> bool:
+    """What an extension attribute may hold: a string, a boolean or a signed 32-bit integer."""
+    return isinstance(value, (str, bool)) or (isinstance(value, int) and -(2**31) <= value < 2**31)
+
+
+def valid_v1(body: dict) -> bool:
+    """Whether a structured event is valid CloudEvents 1.0 (a member that is null is absent)."""
+    present = {name: value for name, value in body.items() if value is not None}
+    if any(name not in present for name in V1_REQUIRED) or present['specversion'] != '1.0':
+        return False
+    if any(name in present and not (isinstance(present[name], str) and present[name]) for name in V1_STRINGS):
+        return False
+    if 'time' in present and not rfc3339(present['time']):
+        return False
+    if 'data' in body and 'data_base64' in body:  # both members there, even one null: which is the data?
+        return False
+    if 'data_base64' in present and not (
+        isinstance(present['data_base64'], str) and BASE64.fullmatch(present['data_base64'])
     ):
+        return False
+    return all(
+        re.fullmatch('[a-z0-9]+', name) and attribute_value(value)
+        for name, value in present.items()
+        if name not in V1_NOT_EXTENSIONS
+    )
+
+
+def expected_receive_status(raw: bytes, content_type: bytes | None) -> int:
+    """What docs/rest-api.md promises for a body (no ce- headers): 415, 413, 400 or 200, in that order.
+
+    ``application/json`` takes any object, ``application/cloudevents+json`` one that names its
+    version; either way an object with ``specversion`` must be a valid 1.0 event.
+    """
+    media = (content_type or b'').decode('latin-1').split(';', 1)[0].strip().lower()
+    if media not in ('application/json', 'application/cloudevents+json'):
         return 415
     if len(raw) > LIMIT:
         return 413
@@ -135,7 +191,11 @@ def expected_receive_status(raw: bytes, content_type: bytes | None) -> int:
     if not isinstance(body, dict) or depth(body) > 64:
         return 400
     surrogate = any('\ud800' <= ch <= '\udfff' for text in strings(body) for ch in text)
-    return 400 if surrogate or any(math.isinf(number) for number in numbers(body)) else 200
+    if surrogate or any(math.isinf(number) for number in numbers(body)):
+        return 400
+    if media == 'application/cloudevents+json' and 'specversion' not in body and 'cloudEventsVersion' not in body:
+        return 400
+    return 400 if 'specversion' in body and not valid_v1(body) else 200
 
 
 def post_event(base: str, raw: bytes, content_type: bytes | None, headers: dict, chunked: bool) -> str:
@@ -233,9 +293,79 @@ json_values = st.recursive(
     max_leaves=12,
 )
 events = st.dictionaries(
-    st.sampled_from(['id', 'eventID', 'source', 'specversion', 'type', 'data']) | st.text(max_size=8),
+    st.sampled_from(['id', 'eventID', 'source', 'specversion', 'cloudEventsVersion', 'type', 'data'])
+    | st.text(max_size=8),
     st.sampled_from(['1', 'urn:a', 1]) | json_values,
     max_size=6,
+)
+
+
+def often(value, others: st.SearchStrategy) -> st.SearchStrategy:
+    """``value`` three times in four, else one of ``others``."""
+    return st.integers(0, 3).flatmap(lambda pick: st.just(value) if pick else others)
+
+
+def usually(good: st.SearchStrategy, bad: st.SearchStrategy) -> st.SearchStrategy:
+    """One of ``good`` three times in four, else one of ``bad``."""
+    return st.integers(0, 3).flatmap(lambda pick: good if pick else bad)
+
+
+#: 1.0 events, most of them valid, the others broken a way or two: so the 1.0 rules get tried.
+v1_times = usually(
+    st.builds(
+        lambda moment, sep, zone: moment.isoformat(sep) + zone,
+        st.datetimes(),
+        st.sampled_from('Tt '),
+        st.sampled_from(['Z', 'z', '+05:30', '-00:00', '+23:59']),
+    ),
+    st.sampled_from(
+        [
+            'yesterday',
+            '2026-11-27T10:00:00',
+            '2026-02-30T10:00:00Z',
+            '2026-11-27T24:00:00Z',
+            '1990-12-31T23:59:60Z',
+            '2026-11-27T10:00:00+24:00',
+            '2026-11-27T10:00:00,5Z',
+            '',
+            5,
+        ]
+    ),
+)
+v1_base64 = usually(
+    st.binary(max_size=12).map(lambda raw: base64.b64encode(raw).decode()),
+    st.sampled_from(['A', 'AAA', 'AA=A', '!!!!', 'AAAA\n', ' AAAA', '\u00e9', 5, None]),
+)
+v1_names = st.from_regex(r'[a-z0-9]{1,10}', fullmatch=True)
+v1_values = st.text(max_size=12) | st.integers(-(2**31), 2**31 - 1) | st.booleans()
+v1_breakage = st.dictionaries(
+    v1_names
+    | st.sampled_from(['specversion', 'id', 'type', 'time', 'data', 'data_base64', 'Foo', 'a_b', 'caf\u00e9', '']),
+    v1_values | st.sampled_from([None, '', 2**31, -(2**31) - 1, 1.5, [1], {'a': 1}, '0.3']),
+    min_size=1,
+    max_size=2,
+)
+v1_events = st.builds(
+    lambda attributes, data, extensions, broken: {**attributes, **data, **extensions, **broken},
+    st.fixed_dictionaries(
+        {
+            'specversion': st.just('1.0'),
+            'id': usually(st.uuids().map(str), st.text(min_size=1, max_size=12)),
+            'source': st.sampled_from(['/pacifica/metadata/ingest', 'urn:a']),
+            'type': st.text(min_size=1, max_size=12),
+        },
+        optional={
+            'subject': st.text(min_size=1, max_size=12),
+            'time': v1_times,
+            'datacontenttype': st.sampled_from(['application/json', 'text/plain; charset=utf-8']),
+            'dataschema': st.just('http://example.com/schema'),
+        },
+    ),
+    st.one_of(
+        st.just({}), st.fixed_dictionaries({'data': json_values}), st.fixed_dictionaries({'data_base64': v1_base64})
+    ),
+    st.dictionaries(v1_names, v1_values, max_size=3),
+    often({}, v1_breakage),
 )
 
 
@@ -247,11 +377,6 @@ def dump(value, ascii_only: bool, compact: bool) -> bytes:
 
 def dumped(values) -> st.SearchStrategy[bytes]:
     return st.builds(dump, values, st.booleans(), st.booleans())
-
-
-def often(value, others: st.SearchStrategy) -> st.SearchStrategy:
-    """``value`` three times in four, else one of ``others``."""
-    return st.integers(0, 3).flatmap(lambda pick: st.just(value) if pick else others)
 
 
 #: Characters of a header value or secret (lone surrogates are tried on purpose, elsewhere).
@@ -278,6 +403,8 @@ odd_json = [
 receive_bodies = st.one_of(
     dumped(events),
     dumped(events),
+    dumped(v1_events),
+    dumped(v1_events),
     dumped(json_values),
     st.binary(max_size=64),
     st.text(max_size=64).map(str.encode),
@@ -342,6 +469,7 @@ header_names = st.sampled_from(
             'keep-alive',
             'content-type',
             'http-remote-user',
+            'ce-specversion',
         )
     )
 )
@@ -410,6 +538,19 @@ valid_auths = st.one_of(
         safe_secrets,
     ),
 )
+#: Extensions a subscription may add: names of ASCII letters and digits, none a 1.0 name whatever its
+#: case, no two differing only in case; values a string, an int32 or a boolean.
+RESERVED_NAMES = ('id', 'source', 'specversion', 'type', 'datacontenttype', 'dataschema', 'subject', 'time', 'data')
+valid_extensions = st.lists(
+    st.tuples(
+        st.text('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', min_size=1, max_size=8).filter(
+            lambda name: name.lower() not in RESERVED_NAMES
+        ),
+        st.text(max_size=20) | st.integers(-(2**31), 2**31 - 1) | st.booleans(),
+    ),
+    max_size=4,
+    unique_by=lambda pair: pair[0].lower(),
+).map(dict)
 valid_subscriptions = st.fixed_dictionaries(
     {
         'name': st.text(min_size=1, max_size=255),
@@ -418,7 +559,7 @@ valid_subscriptions = st.fixed_dictionaries(
     },
     optional={
         'auth': valid_auths,
-        'extensions': st.dictionaries(st.text(max_size=8), json_values) | big_extensions,
+        'extensions': valid_extensions | big_extensions,
         'disabled': st.none(),
         'error': st.none(),
     },
@@ -487,12 +628,12 @@ calls = st.one_of(
 @FUZZ
 @given(
     raw=receive_bodies,
-    content_type=often(b'application/json', content_types),
+    content_type=often(b'application/json', content_types) | st.just(b'application/cloudevents+json'),
     headers=extra_headers,
     chunked=st.booleans(),
 )
 def test_fuzz_receive(server, raw, content_type, headers, chunked):
-    """Producers send anything: only JSON objects are kept, and kept exactly as sent."""
+    """Producers send anything: only JSON objects (valid 1.0 events, if they say 1.0) are kept, exactly as sent."""
     event(f'status {post_event(server, raw, content_type, headers, chunked)}')
 
 

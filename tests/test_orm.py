@@ -8,7 +8,7 @@ import sys
 import pytest
 from peewee import IntegrityError
 
-from pacifica.notifications import orm
+from pacifica.notifications import orm, signing
 from pacifica.notifications.orm import (
     EventLog,
     EventLogMatch,
@@ -79,8 +79,15 @@ def test_upgrade_keeps_rows(database, version):
             EventLogMatch.create(event_log=match.event_log_id, event_match=match.event_match_id)
     else:
         assert EventLog.select().count() == 0
+    secrets = [rows[sub[0]].signing_secret for sub in schema_history.SUBSCRIPTIONS]
+    if version >= (7, 0):
+        assert secrets == schema_history.SECRETS_7
+    assert len(set(secrets)) == len(secrets) and all(signing.check_secret(secret) for secret in secrets)
+    assert {sub.delivery_mode for sub in rows.values()} == {'structured'}
     new = EventMatch.create(name='n', jsonpath='$', user='u', target_url='http://h/')
-    assert EventMatch.get_by_id(new.uuid).auth == '{}'
+    stored = EventMatch.get_by_id(new.uuid)
+    assert stored.auth == '{}'
+    assert signing.check_secret(stored.signing_secret) and stored.signing_secret not in secrets
 
 
 def test_dbconn_blocking_gives_up(service_env, tmp_path, monkeypatch):
@@ -90,8 +97,10 @@ def test_dbconn_blocking_gives_up(service_env, tmp_path, monkeypatch):
         OrmSync.dbconn_blocking()
 
 
-def test_upgrade_to_6_0_of_tables_made_from_the_models(synced):
-    """The seed's module API makes tables with ``create_table()``, index included: the 6.0 step keeps it."""
+def test_upgrade_of_tables_made_from_the_models(synced):
+    """The seed's module API makes tables with ``create_table()``: the 6.0 and 7.0 steps keep what is there."""
+    sub = EventMatch.create(name='n', jsonpath='$', user='u', target_url='http://h/')
     NotificationSystem.set_version((5, 0))
-    assert OrmSync.update_tables() == (6, 0)
-    assert NotificationSystem.get_version() == (6, 0)
+    assert OrmSync.update_tables() == (7, 0)
+    assert NotificationSystem.get_version() == (7, 0)
+    assert EventMatch.get_by_id(sub.uuid).signing_secret == sub.signing_secret

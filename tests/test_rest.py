@@ -6,6 +6,7 @@ server) and against the WSGI module under uWSGI.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ FIELDS = {
     'created',
     'name',
     'extensions',
+    'delivery_mode',
     'auth',
     'target_url',
     'error',
@@ -378,7 +380,8 @@ def post_event(client: Client, event: dict) -> dict:
 
 
 @pytest.mark.parametrize(
-    'id_field, version', [('eventID', {'cloudEventsVersion': '0.1'}), ('id', {'specversion': '1.0'})]
+    'id_field, version',
+    [('eventID', {'cloudEventsVersion': '0.1'}), ('id', {'specversion': '1.0', 'type': 'org.example.test'})],
 )
 def test_an_event_posted_twice_is_stored_once(alice, id_field, version):
     event = {**version, id_field: uuid.uuid4().hex, 'source': '/pacifica/metadata/ingest', 'data': [1]}
@@ -392,7 +395,10 @@ def test_an_event_posted_twice_is_stored_once(alice, id_field, version):
 def test_concurrent_posts_are_each_stored_once(alice):
     """Many clients at once, every event sent twice: commits taken together still store each event once."""
     source = f'/concurrent/{uuid.uuid4().hex}'
-    events = [{'specversion': '1.0', 'id': str(number), 'source': source, 'data': [number]} for number in range(150)]
+    events = [
+        {'specversion': '1.0', 'type': 't', 'id': str(number), 'source': source, 'data': [number]}
+        for number in range(150)
+    ]
     with ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(lambda event: post_event(alice, event), [event for event in events for _ in 'ab']))
     first, second = answers[0::2], answers[1::2]
@@ -413,3 +419,182 @@ def test_same_id_from_another_source_or_no_id_is_a_new_event(alice):
     ]
     assert not any(answer['duplicate'] for answer in answers)
     assert len({answer['uuid'] for answer in answers}) == 4
+
+
+# --- CloudEvents 1.0: structured, binary and batched ---------------------------------------------
+
+CE_STRUCTURED = 'application/cloudevents+json'
+CE_BATCH = 'application/cloudevents-batch+json'
+
+
+def v1_event(**attributes) -> dict:
+    return {
+        'specversion': '1.0',
+        'id': uuid.uuid4().hex,
+        'source': '/pacifica/metadata/ingest',
+        'type': 'org.pacifica.metadata.ingest',
+        'time': '2026-11-27T10:00:00Z',
+        'datacontenttype': 'application/json',
+        'data': [{'destinationTable': 'Files', 'mimetype': 'text/plain'}],
+        **attributes,
+    }
+
+
+def post_binary(client: Client, headers: dict, body: bytes, content_type: str | None = 'application/json'):
+    sent = {**client.headers, **headers, **({'Content-Type': content_type} if content_type else {})}
+    return requests.post(client.base + '/receive', data=body, headers=sent, timeout=30)
+
+
+def stored_event(answer: dict) -> dict:
+    return json.loads(EventLog.get_by_id(uuid.UUID(answer['uuid'])).jsondata)
+
+
+@pytest.mark.parametrize('content_type', [CE_STRUCTURED, 'application/json'])
+def test_a_structured_1_0_event_is_stored_as_sent(alice, content_type):
+    event = v1_event(subject='file 1', comexample='x', count=3, flag=True)
+    raw = json.dumps(event, indent=1).encode()
+    resp = alice.call('POST', '/receive', raw=raw, content_type=content_type)
+    assert resp.status_code == 200, resp.text
+    assert EventLog.get_by_id(uuid.UUID(resp.json()['uuid'])).jsondata == raw.decode()
+
+
+@pytest.mark.parametrize('content_type', [CE_STRUCTURED, 'application/json'])
+@pytest.mark.parametrize('attribute', ['id', 'source', 'type', 'specversion'])
+def test_a_1_0_event_lacking_a_required_attribute_is_400_naming_it(alice, content_type, attribute):
+    event = v1_event()
+    del event[attribute]
+    if attribute == 'specversion' and content_type == 'application/json':
+        return  # without specversion, plain JSON is the seed's any-object event: accepted
+    before = EventLog.select().count()
+    resp = alice.call('POST', '/receive', event, content_type=content_type)
+    assert_json_error(resp, 400, f"'{attribute}' is missing")
+    assert EventLog.select().count() == before
+
+
+@pytest.mark.parametrize(
+    'change, words',
+    [
+        ({'specversion': '0.3'}, "specversion '0.3' is not supported"),
+        ({'time': 'yesterday'}, 'RFC 3339'),
+        ({'id': ''}, "'id' must be a non-empty string"),
+        ({'Bad_Name': 'x'}, "'Bad_Name' is not a CloudEvents attribute name"),
+        ({'data_base64': 'AAAA'}, "either 'data' or 'data_base64'"),
+    ],
+)
+def test_an_invalid_1_0_event_is_400_saying_why(alice, change, words):
+    assert_json_error(alice.call('POST', '/receive', v1_event(**change), content_type=CE_STRUCTURED), 400, words)
+
+
+def test_cloudevents_media_type_needs_a_version_but_0_1_stays_accepted(alice):
+    bare = {'id': uuid.uuid4().hex, 'source': '/s', 'type': 't'}
+    assert_json_error(alice.call('POST', '/receive', bare, content_type=CE_STRUCTURED), 400, "'specversion' is missing")
+    seed = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
+    resp = alice.call('POST', '/receive', {**seed, 'eventID': uuid.uuid4().hex}, content_type=CE_STRUCTURED)
+    assert resp.status_code == 200, resp.text
+
+
+def test_a_binary_event_is_stored_as_its_structured_form(alice):
+    ident = uuid.uuid4().hex
+    headers = {
+        'ce-specversion': '1.0',
+        'ce-id': ident,
+        'ce-source': '/pacifica/metadata/ingest',
+        'ce-type': 'org.pacifica.metadata.ingest',
+        'ce-subject': 'caf%C3%A9 %25 done',
+        'ce-time': '2026-11-27T10:00:00+01:00',
+        'ce-comexample': 'yes',
+    }
+    resp = post_binary(alice, headers, b'{"files": [1, 2]}', 'application/json; charset=utf-8')
+    assert resp.status_code == 200, resp.text
+    assert stored_event(resp.json()) == {
+        'specversion': '1.0',
+        'id': ident,
+        'source': '/pacifica/metadata/ingest',
+        'type': 'org.pacifica.metadata.ingest',
+        'subject': 'café % done',
+        'time': '2026-11-27T10:00:00+01:00',
+        'comexample': 'yes',
+        'datacontenttype': 'application/json; charset=utf-8',
+        'data': {'files': [1, 2]},
+    }
+
+
+def test_binary_data_of_another_media_type_is_kept_as_base64(alice):
+    payload = bytes(range(256))
+    headers = {'ce-specversion': '1.0', 'ce-id': uuid.uuid4().hex, 'ce-source': '/s', 'ce-type': 't'}
+    resp = post_binary(alice, headers, payload, 'image/png')
+    assert resp.status_code == 200, resp.text
+    stored = stored_event(resp.json())
+    assert stored['datacontenttype'] == 'image/png' and 'data' not in stored
+    assert base64.b64decode(stored['data_base64']) == payload
+
+
+@pytest.mark.parametrize(
+    'headers, content_type, status, words',
+    [
+        ({'ce-id': '1', 'ce-source': '/s'}, 'application/json', 400, "'type' is missing"),
+        ({'ce-id': '1', 'ce-source': '/s', 'ce-type': 't', 'ce-time': 'noon'}, 'application/json', 400, 'RFC 3339'),
+        ({'ce-id': '1', 'ce-source': '/s', 'ce-type': 't'}, None, 400, 'needs a Content-Type'),
+        ({'ce-id': '1', 'ce-source': '/s', 'ce-type': 't', 'ce-specversion': '2.0'}, 'text/plain', 400, "'2.0'"),
+    ],
+)
+def test_an_invalid_binary_event_is_refused(alice, headers, content_type, status, words):
+    before = EventLog.select().count()
+    resp = post_binary(alice, {'ce-specversion': '1.0', **headers}, b'{}', content_type)
+    assert_json_error(resp, status, words)
+    assert EventLog.select().count() == before
+
+
+def test_other_media_types_without_ce_headers_are_415(alice):
+    assert_json_error(alice.call('POST', '/receive', raw=b'hello', content_type='text/plain'), 415, CE_BATCH)
+
+
+def test_one_event_sent_structured_then_binary_is_stored_once(alice):
+    event = v1_event()
+    first = alice.call('POST', '/receive', event, content_type=CE_STRUCTURED).json()
+    headers = {f'ce-{name}': event[name] for name in ('specversion', 'id', 'source', 'type', 'time')}
+    again = post_binary(alice, headers, json.dumps(event['data']).encode())
+    assert again.status_code == 200, again.text
+    assert again.json() == {'status': 'accepted', 'uuid': first['uuid'], 'duplicate': True}
+
+
+def test_a_batch_is_stored_whole_and_answered_in_order(alice):
+    earlier = alice.call('POST', '/receive', v1_event(), content_type=CE_STRUCTURED).json()
+    seen = stored_event(earlier)
+    fresh = [v1_event(), v1_event()]
+    batch = [fresh[0], seen, fresh[1], fresh[0]]
+    resp = alice.call('POST', '/receive', batch, content_type=CE_BATCH)
+    assert resp.status_code == 200, resp.text
+    answer = resp.json()
+    assert answer['status'] == 'accepted'
+    items = answer['events']
+    assert [item['duplicate'] for item in items] == [False, True, False, True]
+    assert items[1]['uuid'] == earlier['uuid'] and items[3]['uuid'] == items[0]['uuid']
+    assert [stored_event(items[0]), stored_event(items[2])] == fresh
+
+
+@pytest.mark.parametrize(
+    'members, words',
+    [
+        ([{}, {'specversion': '1.0'}], 'batch event 0: '),
+        ([None], 'batch event 0: must be a JSON object'),
+        (['ok', 'type-less'], "batch event 1: CloudEvents attribute 'type' is missing"),
+    ],
+)
+def test_a_batch_with_one_bad_member_stores_nothing(alice, members, words):
+    good = v1_event()
+    batch = [
+        good if member == 'ok' else ({**v1_event(), 'type': None} if member == 'type-less' else member)
+        for member in members
+    ]
+    before = EventLog.select().count()
+    assert_json_error(alice.call('POST', '/receive', batch, content_type=CE_BATCH), 400, words)
+    assert EventLog.select().count() == before
+    again = alice.call('POST', '/receive', good, content_type=CE_STRUCTURED).json()
+    assert again['duplicate'] is False
+
+
+def test_a_batch_must_be_an_array_and_may_be_empty(alice):
+    assert_json_error(alice.call('POST', '/receive', v1_event(), content_type=CE_BATCH), 400, 'JSON array')
+    resp = alice.call('POST', '/receive', [], content_type=CE_BATCH)
+    assert resp.status_code == 200 and resp.json() == {'status': 'accepted', 'events': []}

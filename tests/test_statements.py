@@ -26,11 +26,15 @@ def test_a_reused_insert_stores_what_save_stores(synced):
     ours = [subscription(f'b{n}', now) for n in range(6)]
     assert statements.insert(ours[:3]) == 3
     assert statements.insert(ours[3:]) == 3  # the same shape: the statement written for the first three
-    expected = {key: value for key, value in stored(EventMatch, by_save.uuid).items() if key not in ('uuid', 'name')}
+    own = ('uuid', 'name', 'signing_secret')  # what each row has of its own
+    expected = {key: value for key, value in stored(EventMatch, by_save.uuid).items() if key not in own}
+    secrets = {stored(EventMatch, by_save.uuid)['signing_secret']}
     for row in ours:
         found = stored(EventMatch, row.uuid)
-        assert found['name'] == row.name
-        assert {key: value for key, value in found.items() if key not in ('uuid', 'name')} == expected
+        assert (found['name'], found['signing_secret']) == (row.name, row.signing_secret)
+        assert {key: value for key, value in found.items() if key not in own} == expected
+        secrets.add(found['signing_secret'])
+    assert len(secrets) == len(ours) + 1
 
 
 def test_conflicts_are_skipped_only_when_asked(synced):

@@ -11,7 +11,7 @@ from typing import Callable
 from kombu.exceptions import OperationalError as BrokerError
 from peewee import DatabaseError
 
-from . import eventlog, pipeline, tasks
+from . import eventlog, pipeline, sealing, subscriptions, tasks
 from .config import ConfigError, set_config_file
 from .globals import CHERRYPY_CONFIG
 from .models import SCHEMA_MAJOR, SCHEMA_MINOR, NotificationSystem, utcnow
@@ -42,6 +42,12 @@ def _dbchk(args: argparse.Namespace) -> int:
 
 def _dbsync(_args: argparse.Namespace) -> int:
     OrmSync.update_tables()
+    try:
+        sealed = subscriptions.reseal_all()
+    except sealing.SealError as exc:
+        raise ConfigError(f'[notifications] secret_key (SECRET_KEY): {exc}') from None
+    if sealed:
+        print(f'{CMD}: sealed {sealed} subscription(s) signing secrets with the first key of secret_key')
     return 0
 
 
@@ -126,7 +132,7 @@ def cmd_parser() -> argparse.ArgumentParser:
 
     dbchk = command('dbchk', _dbchk, 'exit 0 if the schema suits this code, -1 if not')
     dbchk.add_argument('--equal', action='store_true', help='demand the exact version, minor too')
-    command('dbsync', _dbsync, 'create or upgrade the schema')
+    command('dbsync', _dbsync, 'create or upgrade the schema; encrypt signing secrets with secret_key')
     get = command('eventget', _eventget, 'print logged events and their matches')
     _add_dates(get)
     get.add_argument('--start-date', help='events received at or after this date')

@@ -81,7 +81,7 @@ def mount(cpconfig: str = '') -> cherrypy.Application:
     app = cherrypy.tree.mount(Root(), '/', app_config())
     if cpconfig:
         app.merge(cpconfig)
-    for path, handler in fastpost.ROUTES.items():
+    for path, route in fastpost.ROUTES.items():
         tools = _tools_on(cpconfig, path)
         if tools:
             cherrypy.log(f'{path} is served by CherryPy, because the CherryPy config turns on {", ".join(tools)} there')
@@ -89,7 +89,7 @@ def mount(cpconfig: str = '') -> cherrypy.Application:
         headers_on = app.find_config(path, 'tools.response_headers.on', False)
         headers = app.find_config(path, 'tools.response_headers.headers', []) if headers_on else []
         max_bytes = app.find_config(path, 'request.body.maxbytes', settings().max_request_bytes)
-        cherrypy.tree.graft(fastpost.PostApp(handler, app, max_bytes, headers), path)
+        cherrypy.tree.graft(fastpost.PostApp(route, app, max_bytes, headers), path)
     return app
 
 

@@ -14,6 +14,8 @@ what is expected; code then reads typed values from :class:`Settings`.
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import os
 from configparser import ConfigParser
 from configparser import Error as ParserError
@@ -118,6 +120,22 @@ def choice(*choices: str) -> Callable[[str], str]:
 
     parse.__doc__ = what
     return parse
+
+
+def encryption_keys(value: str) -> tuple[str, ...]:
+    """Fernet keys (the URL-safe base64 of 32 bytes) separated by commas, the first one in use; empty for none."""
+    keys = tuple(part.strip() for part in value.split(',') if part.strip())
+    what = 'Fernet keys separated by commas (each the URL-safe base64 of 32 bytes)'
+    for key in keys:
+        try:
+            size = len(base64.urlsafe_b64decode(key.encode('ascii')))
+        except (ValueError, UnicodeEncodeError):
+            raise ValueError(what) from None
+        if size != 32 or len(key) != 44:
+            raise ValueError(what)
+    if keys and importlib.util.find_spec('cryptography') is None:
+        raise ValueError(f'{what}, and the cryptography package: pip install "pacifica-notifications[encryption]"')
+    return keys
 
 
 @dataclass(frozen=True)
@@ -231,6 +249,22 @@ SETTINGS: tuple[Setting, ...] = (
         'Seconds between two recovery sweeps of one worker; 0 turns them off.',
     ),
     Setting(
+        'notifications',
+        'secret_rotation_grace',
+        'SECRET_ROTATION_GRACE',
+        '86400',
+        number(0, 30 * 86400),
+        'Seconds a rotated signing secret still signs deliveries, beside the new one.',
+    ),
+    Setting(
+        'notifications',
+        'secret_key',
+        'SECRET_KEY',
+        '',
+        encryption_keys,
+        'Keys that encrypt signing secrets at rest; the first seals, all open. Unset: stored unencrypted.',
+    ),
+    Setting(
         'celery',
         'broker_url',
         'BROKER_URL',
@@ -306,6 +340,8 @@ class Settings:
     target_concurrency: int
     recover_after: float
     sweep_interval: float
+    secret_rotation_grace: float
+    secret_key: tuple[str, ...]
     broker_url: str
     backend_url: str
     queue: str

@@ -24,7 +24,7 @@ from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, TimeoutError
 from urllib3.util import parse_url
 
-from . import __version__
+from . import __version__, cloudevents, signing
 from .config import settings
 
 USER_AGENT = f'pacifica-notifications/{__version__}'
@@ -111,6 +111,7 @@ def post_json(
     config = settings()
     body = payload if isinstance(payload, bytes) else encode(payload)
     all_headers = {'Content-Type': 'application/json', 'User-Agent': USER_AGENT, **(headers or {})}
+    all_headers = {name: value for name, value in all_headers.items() if value}  # '' leaves a header out
     if auth is not None:
         all_headers['Authorization'] = basic_authorization(*auth)
     try:
@@ -170,15 +171,47 @@ def event_auth_to_requests(auth: dict, headers: dict) -> tuple[str, str] | None:
 
 
 def with_extensions(event: dict, extensions: dict) -> dict:
-    """The event as a subscriber receives it: its extensions merged with the subscription's."""
+    """The event as a subscriber receives it, with the subscription's extensions.
+
+    A 1.0 event takes them as attributes; any other (0.1, the seed's) in its
+    ``extensions`` object, merged with its own.
+    """
     if not extensions:
         return event
+    if cloudevents.is_v1(event):
+        return cloudevents.added_to_v1(event, extensions)
     own = event.get('extensions')
     return {**event, 'extensions': {**(own if isinstance(own, dict) else {}), **extensions}}
 
 
-def deliver(target_url: str, event: dict | bytes, auth: dict, delivery_id: str) -> Reply:
-    """POST the event (or its encoded body) to a subscriber's target with its auth and a stable ``webhook-id``."""
-    headers = {'webhook-id': delivery_id}
-    basic = event_auth_to_requests(auth, headers)
-    return post_json(target_url, event, headers, basic)
+def render(event: dict, mode: str, extensions: dict, encoded: bytes | None = None) -> tuple[dict, bytes]:
+    """The headers and body that carry ``event`` to a subscription (``encoded``: the event already encoded).
+
+    ``structured`` (the seed's way): the JSON event is the body,
+    ``application/cloudevents+json`` for a 1.0 event.  ``binary``: CloudEvents
+    binary mode, a 0.1 event's attributes mapped to 1.0's.
+    """
+    if mode == 'binary':
+        headers, body = cloudevents.to_binary(with_extensions(cloudevents.as_v1(event), extensions))
+        return {'Content-Type': '', **headers}, body  # no data, no media type
+    if encoded is None or extensions:
+        encoded = encode(with_extensions(event, extensions))
+    media = 'application/cloudevents+json' if cloudevents.is_v1(event) else 'application/json'
+    return {'Content-Type': media}, encoded
+
+
+def deliver(
+    target_url: str,
+    body: bytes,
+    headers: dict,
+    auth: dict,
+    delivery_id: str,
+    secrets_in_use: list[str] | tuple[str, ...] = (),
+) -> Reply:
+    """POST a rendered event to a subscriber's target: its auth, a stable ``webhook-id``, signed with its secrets.
+
+    The timestamp, and so the signature, is made afresh for every attempt.
+    """
+    sent = {**headers, **signing.headers(secrets_in_use, delivery_id, body)}
+    basic = event_auth_to_requests(auth, sent)
+    return post_json(target_url, body, sent, basic)

@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 import cherrypy
 
@@ -26,7 +26,15 @@ from . import subscriptions
 from .binding import close, connect
 from .config import settings
 from .errors import ClientError
-from .rest import accept_event, check_media_type, error_body, parse_json_object, remote_user, unexpected_error
+from .rest import (
+    accept_request,
+    check_media_type,
+    check_receive_media_type,
+    error_body,
+    parse_json_object,
+    remote_user,
+    unexpected_error,
+)
 
 StartResponse = Callable[..., Any]
 
@@ -34,8 +42,11 @@ StartResponse = Callable[..., Any]
 TOO_LARGE = 'The entity sent with the request exceeds the maximum allowed bytes.'
 
 
-#: A route's work: the request's environ and body in, the JSON answer out (or :class:`ClientError`).
-Handler = Callable[[dict, bytes], dict]
+class Route(NamedTuple):
+    """A fast route: what it checks before reading the body, then its work (both may raise :class:`ClientError`)."""
+
+    check: Callable[[dict], None]
+    handle: Callable[[dict, bytes], dict]
 
 
 class _Refused(Exception):
@@ -55,12 +66,12 @@ class PostApp:
 
     def __init__(
         self,
-        handler: Handler,
+        route: Route,
         fallback: Callable[[dict, StartResponse], Iterable[bytes]],
         max_bytes: int,
         extra_headers: Iterable[tuple[str, str]] = (),
     ):
-        self.handler = handler
+        self.route = route
         self.fallback = fallback
         self.max_bytes = max_bytes
         self.extra_headers = [(name, value) for name, value in extra_headers if name.lower() != 'content-type']
@@ -85,8 +96,8 @@ class PostApp:
 
     def _answer(self, environ: dict) -> dict:
         try:
-            check_media_type(environ.get('CONTENT_TYPE', ''))
-            return self.handler(environ, self._read_body(environ))
+            self.route.check(environ)
+            return self.route.handle(environ, self._read_body(environ))
         except _Refused:
             raise
         except ClientError as exc:
@@ -113,9 +124,22 @@ class PostApp:
         return raw
 
 
-def receive(_environ: dict, raw: bytes) -> dict:
-    """``POST /receive``: store the event, keeping its text as sent."""
-    return accept_event(parse_json_object(raw), raw.decode('utf-8'))
+def _ce_headers(environ: dict) -> dict[str, str]:
+    """The request's CloudEvents attribute headers (``ce-*``), by lower-case name."""
+    return {key[5:].lower().replace('_', '-'): value for key, value in environ.items() if key.startswith('HTTP_CE_')}
+
+
+def check_receive(environ: dict) -> None:
+    check_receive_media_type(environ.get('CONTENT_TYPE', ''), _ce_headers(environ))
+
+
+def receive(environ: dict, raw: bytes) -> dict:
+    """``POST /receive``: store the event (or batch), keeping a structured event's text as sent."""
+    return accept_request(environ.get('CONTENT_TYPE', ''), _ce_headers(environ), raw)
+
+
+def check_json(environ: dict) -> None:
+    check_media_type(environ.get('CONTENT_TYPE', ''))
 
 
 def create_subscription(environ: dict, raw: bytes) -> dict:
@@ -126,8 +150,11 @@ def create_subscription(environ: dict, raw: bytes) -> dict:
     return subscriptions.create(user, body).to_hash()
 
 
-#: The fast routes: path, then handler.
-ROUTES: dict[str, Handler] = {'/receive': receive, '/eventmatch': create_subscription}
+#: The fast routes by path.
+ROUTES: dict[str, Route] = {
+    '/receive': Route(check_receive, receive),
+    '/eventmatch': Route(check_json, create_subscription),
+}
 
 
 def _environ_key(header: str) -> str:

@@ -355,3 +355,22 @@ def receive(event: dict, text: str | None = None) -> Received:
             _GROUP = (os.getpid(), GroupCommit())
         group = _GROUP[1]
     return group.receive(event, text)
+
+
+def receive_batch(events: list[dict]) -> list[Received]:
+    """Store a batch of events in one transaction (all or none), then queue the new ones; answer in order.
+
+    An event repeated within the batch, or stored before, is a duplicate of
+    its first copy, as a lone one would be.
+    """
+    slots = [_Slot(event) for event in events]
+    if not slots:
+        return []
+    connect()
+    fresh: list[str] = []
+    with write_transaction():
+        for start in range(0, len(slots), GroupCommit.MAX_BATCH):
+            fresh.extend(_store(slots[start : start + GroupCommit.MAX_BATCH]))
+    if fresh:
+        publisher().put(fresh)
+    return [slot.received for slot in slots if slot.received is not None]

@@ -25,14 +25,17 @@ from peewee import (
     UUIDField,
 )
 
-from . import jsonpath
+from . import jsonpath, sealing, signing
 from .binding import DB, close, connect
 from .config import settings
 from .masking import mask_auth
 
 #: The schema version this code reads and writes.
-SCHEMA_MAJOR = 6
+SCHEMA_MAJOR = 7
 SCHEMA_MINOR = 0
+
+#: How a subscription wants its events: the JSON event as the body, or CloudEvents binary mode.
+DELIVERY_MODES = ('structured', 'binary')
 
 #: What ``policy_status_code`` says when no policy server is configured.
 POLICY_SKIPPED = 'skipped'
@@ -43,6 +46,11 @@ SENDING = 'sending'
 def utcnow() -> datetime:
     """Return the current UTC time as a naive datetime (what every column stores)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def new_stored_secret() -> str:
+    """A fresh signing secret, as stored (sealed when ``secret_key`` is set)."""
+    return sealing.seal(signing.new_secret())
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -93,6 +101,10 @@ class EventMatch(BaseModel):
     created = DateTimeField(default=utcnow)
     updated = DateTimeField(default=utcnow, index=True)  # workers read the subscriptions changed since
     deleted = DateTimeField(null=True)
+    delivery_mode = CharField(max_length=16, default=DELIVERY_MODES[0])
+    signing_secret = TextField(default=new_stored_secret)  # as stored: see sealing
+    previous_secret = TextField(null=True)  # the secret before the last rotation, as stored
+    previous_secret_until = DateTimeField(null=True)  # when it stops signing
 
     @classmethod
     def live(cls) -> Expression:
@@ -111,8 +123,18 @@ class EventMatch(BaseModel):
         """Return the extensions merged into every event this subscription receives."""
         return json.loads(self.extensions or '{}')
 
+    def signing_secrets(self, now: datetime | None = None) -> list[str]:
+        """The secrets that sign a delivery now: the current one, and the one before it during its grace.
+
+        Raises :class:`sealing.SealError` when the configured keys cannot open them.
+        """
+        keys = [sealing.unseal(self.signing_secret)]
+        if self.previous_secret and self.previous_secret_until and (now or utcnow()) < self.previous_secret_until:
+            keys.append(sealing.unseal(self.previous_secret))
+        return keys
+
     def to_hash(self) -> dict:
-        """Convert the object to a json serializable hash, secrets masked."""
+        """Convert the object to a json serializable hash, secrets masked and signing secrets left out."""
         return {
             'uuid': str(self.uuid),
             'user': self.user,
@@ -121,6 +143,7 @@ class EventMatch(BaseModel):
             'target_url': self.target_url,
             'auth': mask_auth(self.auth_dict()),
             'extensions': self.extensions_dict(),
+            'delivery_mode': self.delivery_mode,
             'version': self.version,
             'created': _iso(self.created),
             'updated': _iso(self.updated),

@@ -32,6 +32,7 @@ from .config import settings
 from .delivery import Reply
 from .matcher import Snapshot, matcher
 from .models import POLICY_SKIPPED, SENDING, BaseModel, EventLog, EventLogMatch, EventMatch, utcnow
+from .sealing import SealError
 from .sender import sender
 from .verdicts import Verdict, policy_verdict, retry_delay, target_verdict
 
@@ -368,9 +369,13 @@ class _Delivery:
     def send(self) -> None:
         """Make the call (in a sender thread); record it here if the task has gone."""
         sub = self.row.event_match
-        extensions = sub.extensions_dict()
-        body = delivery.encode(delivery.with_extensions(self.event, extensions)) if extensions else self.body
-        reply = delivery.deliver(sub.target_url, body, sub.auth_dict(), str(self.row.uuid))
+        try:
+            headers, body = delivery.render(self.event, sub.delivery_mode, sub.extensions_dict(), self.body)
+            reply = delivery.deliver(
+                sub.target_url, body, headers, sub.auth_dict(), str(self.row.uuid), sub.signing_secrets()
+            )
+        except SealError as exc:
+            reply = Reply(None, '', error=f'unsigned: {exc}')
         with self.lock:
             self.reply = reply
             if not self.detached:

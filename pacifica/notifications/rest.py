@@ -18,14 +18,18 @@ from typing import Any, Callable
 import cherrypy
 from peewee import InterfaceError, OperationalError
 
-from . import __version__, intake, models, subscriptions
+from . import __version__, cloudevents, intake, models, subscriptions
 from .config import settings
 from .errors import ClientError, UnsupportedMediaType
 
 LOG = logging.getLogger(__name__)
 
+#: CloudEvents' structured and batched media types (HTTP protocol binding).
+STRUCTURED = 'application/cloudevents+json'
+BATCH = 'application/cloudevents-batch+json'
+
 #: Media types accepted as JSON bodies (parameters such as charset are allowed).
-JSON_TYPES = ('application/json', 'application/cloudevents+json')
+JSON_TYPES = ('application/json', STRUCTURED)
 
 #: Deepest nesting accepted in a body; real events nest three or four levels.
 MAX_DEPTH = 64
@@ -78,14 +82,19 @@ def _may_nest_or_hold_surrogates(raw: bytes) -> bool:
     return raw.count(b'{') + raw.count(b'[') >= MAX_DEPTH or _SURROGATE_ESCAPE.search(raw) is not None
 
 
+def media_type(content_type: str) -> str:
+    """The media type of a ``Content-Type`` value, without parameters, in lower case."""
+    return content_type.split(';', 1)[0].strip().lower()
+
+
 def check_media_type(content_type: str) -> None:
     """Refuse (415) a body not declared as JSON."""
-    if content_type.split(';', 1)[0].strip().lower() not in JSON_TYPES:
+    if media_type(content_type) not in JSON_TYPES:
         raise UnsupportedMediaType(f'Content-Type must be application/json, not {content_type or "missing"!r}')
 
 
-def parse_json_object(raw: bytes) -> dict:
-    """Parse a body as one JSON object, or raise a :class:`ClientError` saying why."""
+def parse_json(raw: bytes) -> Any:
+    """Parse a body as JSON (any value), or raise a :class:`ClientError` saying why."""
     try:
         body = json.loads(raw.decode('utf-8'), parse_constant=_reject_constant, parse_float=_finite_float)
     except UnicodeDecodeError:
@@ -94,10 +103,16 @@ def parse_json_object(raw: bytes) -> dict:
         raise ClientError(f'body nests deeper than {MAX_DEPTH} levels') from None
     except ValueError as exc:
         raise ClientError(f'body is not valid JSON: {exc}') from None
-    if not isinstance(body, dict):
-        raise ClientError(f'body must be a JSON object, not {type(body).__name__}')
     if _may_nest_or_hold_surrogates(raw) and _depth(body) > MAX_DEPTH:
         raise ClientError(f'body nests deeper than {MAX_DEPTH} levels')
+    return body
+
+
+def parse_json_object(raw: bytes) -> dict:
+    """Parse a body as one JSON object, or raise a :class:`ClientError` saying why."""
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise ClientError(f'body must be a JSON object, not {type(body).__name__}')
     return body
 
 
@@ -105,6 +120,12 @@ def read_json_object() -> dict:
     """Read this request's body as a JSON object, or raise a :class:`ClientError` saying why."""
     check_media_type(cherrypy.request.headers.get('Content-Type', ''))
     return parse_json_object(cherrypy.request.body.read())
+
+
+def _has_body() -> bool:
+    """Whether this request sent a body (sized, or chunked)."""
+    headers = cherrypy.request.headers
+    return bool(headers.get('Transfer-Encoding')) or int(headers.get('Content-Length') or 0) > 0
 
 
 def get_remote_user() -> str:
@@ -151,18 +172,28 @@ class EventMatch:
 
     @cherrypy.tools.json_out()
     @client_errors
-    def GET(self, event_uuid: str | None = None) -> dict | list[dict]:
-        """Return one subscription, or the caller's live subscriptions as a list."""
+    def GET(self, event_uuid: str | None = None, part: str | None = None) -> dict | list[dict]:
+        """Return one subscription (or its signing secret), or the caller's live subscriptions as a list."""
         if event_uuid is None:
             return [sub.to_hash() for sub in subscriptions.live_for(get_remote_user())]
-        return self._http_get(event_uuid).to_hash()
+        if part is None:
+            return self._http_get(event_uuid).to_hash()
+        if part != 'secret':
+            raise cherrypy.NotFound()
+        return subscriptions.secret(self._http_get(event_uuid))
 
     @cherrypy.tools.json_out()
     @client_errors
-    def POST(self) -> dict:
-        """Create a subscription owned by the caller."""
-        user = get_remote_user()
-        return subscriptions.create(user, read_json_object()).to_hash()
+    def POST(self, event_uuid: str | None = None, part: str | None = None, action: str | None = None) -> dict:
+        """Create a subscription owned by the caller; or rotate a subscription's signing secret."""
+        if event_uuid is None:
+            user = get_remote_user()
+            return subscriptions.create(user, read_json_object()).to_hash()
+        if (part, action) != ('secret', 'rotate'):
+            raise cherrypy.NotFound()
+        sub = self._http_get(event_uuid)
+        body = read_json_object() if _has_body() else {}
+        return subscriptions.rotate(sub, body)
 
     @cherrypy.tools.json_out()
     @client_errors
@@ -187,18 +218,79 @@ class ReceiveEvent:
     @cherrypy.tools.json_out()
     @client_errors
     def POST(self) -> dict:
-        """Store the event before answering, then hand it to the pipeline.
+        """Store the event (or a batch of them) before answering, then hand it to the pipeline.
 
         An event posted again (same ``source`` and id) is not stored twice:
         the answer names the first copy and says it was a duplicate.
         """
-        return accept_event(read_json_object())
+        headers = {name.lower(): value for name, value in cherrypy.request.headers.items()}
+        content_type = headers.get('content-type', '')
+        check_receive_media_type(content_type, headers)
+        return accept_request(content_type, headers, cherrypy.request.body.read())
+
+
+def check_receive_media_type(content_type: str, headers: dict[str, str]) -> None:
+    """Refuse (415) a ``POST /receive`` that is none of the CloudEvents HTTP binding's forms.
+
+    ``headers`` maps lower-case names to values; a ``ce-specversion`` makes a
+    binary-mode event, whose body may be of any media type.
+    """
+    media = media_type(content_type)
+    if media in (*JSON_TYPES, BATCH) or 'ce-specversion' in headers:
+        return
+    raise UnsupportedMediaType(
+        f'Content-Type must be application/json, {STRUCTURED} or {BATCH} (or the event sent in binary mode, '
+        f'with ce- headers), not {content_type or "missing"!r}'
+    )
+
+
+def accept_request(content_type: str, headers: dict[str, str], raw: bytes) -> dict:
+    """Store what a ``POST /receive`` carries, in any form of the CloudEvents HTTP binding, and say what became of it.
+
+    ``headers`` maps lower-case names to values.  A batch is stored whole or
+    not at all; an event in binary mode is stored as its structured JSON.
+    """
+    media = media_type(content_type)
+    if media == BATCH:
+        return accept_batch(parse_batch(raw))
+    if media != STRUCTURED and 'ce-specversion' in headers:
+        return accept_event(cloudevents.from_binary(headers, content_type, raw, parse_json))
+    event = parse_json_object(raw)
+    if media == STRUCTURED:
+        cloudevents.validate_structured(event)
+    elif cloudevents.is_v1(event):
+        cloudevents.validate(event)
+    return accept_event(event, raw.decode('utf-8'))
+
+
+def parse_batch(raw: bytes) -> list[dict]:
+    """The events of a ``application/cloudevents-batch+json`` body, each checked; the first bad one named by index."""
+    events = parse_json(raw)
+    if not isinstance(events, list):
+        raise ClientError(f'a batch must be a JSON array of events, not {type(events).__name__}')
+    for index, event in enumerate(events):
+        try:
+            if not isinstance(event, dict):
+                raise ClientError(f'must be a JSON object, not {type(event).__name__}')
+            cloudevents.validate_structured(event)
+        except ClientError as exc:
+            raise ClientError(f'batch event {index}: {exc}') from None
+    return events
 
 
 def accept_event(event: dict, text: str | None = None) -> dict:
     """Store an event from ``POST /receive`` (and its JSON ``text`` as sent) and say what became of it."""
     received = intake.receive(event, text)
     return {'status': 'accepted', 'uuid': str(received.event.uuid), 'duplicate': received.duplicate}
+
+
+def accept_batch(events: list[dict]) -> dict:
+    """Store a batch in one transaction and say, in order, what became of each event."""
+    received = intake.receive_batch(events)
+    return {
+        'status': 'accepted',
+        'events': [{'uuid': str(one.event.uuid), 'duplicate': one.duplicate} for one in received],
+    }
 
 
 class Root:

@@ -29,6 +29,7 @@ from .models import (
     EventLogMatch,
     EventMatch,
     NotificationSystem,
+    new_stored_secret,
     tables_match_models,
 )
 
@@ -82,7 +83,7 @@ class OrmSync:
     upgrade resumes where it stopped.
     """
 
-    versions = [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0)]
+    versions = [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0), (7, 0)]
 
     @staticmethod
     def dbconn_blocking() -> None:
@@ -163,6 +164,42 @@ class OrmSync:
         table = EventMatch._meta.table_name
         if not any(index.columns == ['updated'] for index in DB.get_indexes(table)):
             migrate(SchemaMigrator.from_database(DB.bound()).add_index(table, ('updated',)))
+
+    @staticmethod
+    def update_6_0_to_7_0() -> None:
+        """Update by adding each subscription's delivery mode and signing secrets.
+
+        Every existing subscription gets a secret of its own (the column stays
+        nullable: making it NOT NULL would rebuild the table on SQLite; the
+        model gives every new row a secret).  Columns already
+        there (an interrupted step on MySQL, whose DDL commits by itself) are
+        kept.
+        """
+        table = EventMatch._meta.table_name
+        have = {column.name for column in DB.get_columns(table)}
+        if 'delivery_mode' not in have:
+            # With its default in the one statement: SQLite would otherwise rebuild the
+            # table, which the log's foreign keys to it forbid.
+            DB.execute_sql(f"ALTER TABLE {table} ADD COLUMN delivery_mode VARCHAR(16) NOT NULL DEFAULT 'structured'")
+        migrator = SchemaMigrator.from_database(DB.bound())
+        adding = [
+            migrator.add_column(table, name, field)
+            for name, field in (
+                ('signing_secret', TextField(null=True)),
+                ('previous_secret', TextField(null=True)),
+                ('previous_secret_until', DateTimeField(null=True)),
+            )
+            if name not in have
+        ]
+        if adding:
+            migrate(*adding)
+        # The keys as stored, whatever their spelling (rows of old versions may differ from peewee's).
+        mark = DB.param
+        unsigned = DB.execute_sql(f'SELECT uuid FROM {table} WHERE signing_secret IS NULL').fetchall()
+        for (key,) in unsigned:
+            DB.execute_sql(
+                f'UPDATE {table} SET signing_secret = {mark} WHERE uuid = {mark}', (new_stored_secret(), key)
+            )
 
     @classmethod
     def update_tables(cls) -> tuple[int, int]:

@@ -11,9 +11,10 @@ import threading
 
 import cherrypy
 
+from . import sealing, subscriptions
 from .app import mount
 from .celeryconf import broker_url, is_embedded
-from .config import settings
+from .config import ConfigError, settings
 from .database import configured_url, database_from_url
 from .embedded import EmbeddedWorker
 from .models import SCHEMA_MAJOR, BaseModel, NotificationSystem
@@ -54,8 +55,17 @@ def check_database() -> None:
                 f'database schema is {major}.{minor}, this code needs {SCHEMA_MAJOR}.x; '
                 'run pacifica-notifications-cmd dbsync'
             )
+        check_secret_key()
     finally:
         BaseModel.database_close()
+
+
+def check_secret_key() -> None:
+    """Raise :class:`ConfigError` if ``secret_key`` cannot open the signing secrets in the database."""
+    try:
+        subscriptions.check_secrets()
+    except sealing.SealError as exc:
+        raise ConfigError(f'[notifications] secret_key (SECRET_KEY): {exc}') from None
 
 
 def serve(
@@ -78,6 +88,8 @@ def serve(
         cherrypy.config.update({'server.socket_port': port})
     if not settings().policy_url:
         cherrypy.log(NO_POLICY_WARNING, severity=logging.WARNING)
+    if not settings().secret_key:
+        cherrypy.log(sealing.NO_KEY_WARNING, severity=logging.WARNING)
     if worker and is_embedded():
         EmbeddedWorker(cherrypy.engine).subscribe()
     # Ctrl-C stops the server even where SIGINT was ignored when it started

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from urllib.parse import urlparse
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from . import statements
+from . import cloudevents, sealing, signing, statements
+from .config import settings
 from .errors import ClientError, NotVisible
 from .jsonpath import JsonPathError
 from .jsonpath import parse as parse_jsonpath
 from .masking import AUTH_SECRETS, SECRET_MASK
-from .models import EventMatch, utcnow
+from .models import DELIVERY_MODES, EventMatch, utcnow
 
 #: Fields the service sets; a client may echo them back unchanged, never change them.
 READ_ONLY = ('uuid', 'user', 'created', 'updated', 'deleted', 'version')
@@ -74,13 +76,23 @@ SCHEMA = {
         'target_url': {'type': 'string', 'minLength': 1, 'maxLength': 2048},
         'auth': AUTH_SCHEMA,
         'extensions': {'type': 'object'},
+        'delivery_mode': {'enum': list(DELIVERY_MODES)},
+        'signing_secret': {'type': 'string', 'maxLength': 200},
         'disabled': {'type': 'null'},
         'error': {'type': 'null'},
     },
     'additionalProperties': False,
 }
 
+#: What ``POST /eventmatch/<uuid>/secret/rotate`` may send: the new secret, or nothing to have one made.
+ROTATE_SCHEMA = {
+    'type': 'object',
+    'properties': {'key': {'type': 'string', 'maxLength': 200}},
+    'additionalProperties': False,
+}
+
 _VALIDATOR = Draft202012Validator(SCHEMA)
+_ROTATE_VALIDATOR = Draft202012Validator(ROTATE_SCHEMA)
 
 
 def _schema_message(error: ValidationError) -> str:
@@ -98,11 +110,22 @@ def _schema_message(error: ValidationError) -> str:
 TEXT_FIELDS = ('name', 'jsonpath', 'target_url', 'error')
 
 
-def validate(body: dict) -> None:
-    """Check a client's fields against :data:`SCHEMA`, the jsonpath parser and URL rules."""
-    error = best_match(_VALIDATOR.iter_errors(body))
+def _check_schema(validator: Draft202012Validator, body: dict) -> None:
+    error = best_match(validator.iter_errors(body))
     if error is not None:
         raise ClientError(_schema_message(error))
+
+
+def _check_signing_secret(key: str, value: object) -> str:
+    try:
+        return signing.check_secret(value)
+    except signing.BadSecret as exc:
+        raise ClientError(f'{key}: {exc}') from None
+
+
+def validate(body: dict) -> None:
+    """Check a client's fields against :data:`SCHEMA`, the jsonpath parser, URL and CloudEvents rules."""
+    _check_schema(_VALIDATOR, body)
     for key in TEXT_FIELDS:
         if isinstance(body.get(key), str) and '\x00' in body[key]:
             raise ClientError(f'{key}: must not contain NUL characters')
@@ -111,6 +134,13 @@ def validate(body: dict) -> None:
             parse_jsonpath(body['jsonpath'])
         except JsonPathError as exc:
             raise ClientError(f'jsonpath: {exc}') from None
+    if 'extensions' in body:
+        try:
+            cloudevents.check_added_extensions(body['extensions'])
+        except ClientError as exc:
+            raise ClientError(f'extensions: {exc}') from None
+    if 'signing_secret' in body:
+        _check_signing_secret('signing_secret', body['signing_secret'])
     if 'target_url' in body:
         try:
             url = urlparse(body['target_url'])
@@ -140,7 +170,7 @@ def _unmask(auth: dict, stored: dict) -> dict:
 
 
 def _apply(sub: EventMatch, fields: dict) -> None:
-    for key in ('name', 'jsonpath', 'target_url', 'disabled', 'error'):
+    for key in ('name', 'jsonpath', 'target_url', 'delivery_mode', 'disabled', 'error'):
         if key in fields:
             setattr(sub, key, fields[key])
     if 'auth' in fields:
@@ -159,6 +189,8 @@ def create(user: str, body: dict) -> EventMatch:
     now = utcnow()
     sub = EventMatch(user=user, created=now, updated=now)
     _apply(sub, fields)
+    if 'signing_secret' in fields:
+        sub.signing_secret = sealing.seal(fields['signing_secret'])
     statements.insert([sub])
     return sub
 
@@ -189,6 +221,8 @@ def live_for(user: str) -> list[EventMatch]:
 def update(sub: EventMatch, body: dict) -> EventMatch:
     """Change the fields a client sent; read-only ones may only be echoed back."""
     fields = _drop_read_only(body, sub.to_hash())
+    if 'signing_secret' in fields:
+        raise ClientError(f'signing_secret: change it with POST /eventmatch/{sub.uuid}/secret/rotate')
     validate(fields)
     _apply(sub, fields)
     sub.updated = utcnow()
@@ -201,3 +235,53 @@ def delete(sub: EventMatch) -> EventMatch:
     sub.deleted = sub.updated = utcnow()
     sub.save()
     return sub
+
+
+def secret(sub: EventMatch) -> dict:
+    """The subscription's current signing secret, for its owner: ``{"key": "whsec_..."}``."""
+    return {'key': sealing.unseal(sub.signing_secret)}
+
+
+def rotate(sub: EventMatch, body: dict) -> dict:
+    """Give the subscription a new signing secret (``body["key"]``, or a fresh one) and return it.
+
+    For ``secret_rotation_grace`` seconds deliveries are signed with the old
+    secret too, so a subscriber can change over without missing a delivery.
+    """
+    _check_schema(_ROTATE_VALIDATOR, body)
+    new = _check_signing_secret('key', body['key']) if 'key' in body else signing.new_secret()
+    now = utcnow()
+    grace = settings().secret_rotation_grace
+    sub.previous_secret = sub.signing_secret if grace else None
+    sub.previous_secret_until = now + timedelta(seconds=grace) if grace else None
+    sub.signing_secret = sealing.seal(new)
+    sub.updated = now
+    sub.save()
+    return {'key': new}
+
+
+def reseal_all() -> int:
+    """Store every signing secret sealed with the first key of ``secret_key``; return how many changed."""
+    changed = 0
+    for sub in EventMatch.select(EventMatch.uuid, EventMatch.signing_secret, EventMatch.previous_secret):
+        new = {
+            name: sealing.reseal(value)
+            for name, value in (('signing_secret', sub.signing_secret), ('previous_secret', sub.previous_secret))
+            if value
+        }
+        if any(new[name] != getattr(sub, name) for name in new):
+            EventMatch.update(**new).where(EventMatch.uuid == sub.uuid).execute()
+            changed += 1
+    return changed
+
+
+def check_secrets() -> None:
+    """Raise :class:`sealing.SealError` if the configured keys cannot open the stored signing secrets.
+
+    One sealed secret is tried: they are all sealed with the same keys
+    (``dbsync`` reseals them when the first key changes).
+    """
+    sample = EventMatch.select(EventMatch.signing_secret).where(EventMatch.signing_secret.startswith(sealing.SEALED))
+    row = sample.first()
+    if row is not None:
+        sealing.unseal(row.signing_secret)

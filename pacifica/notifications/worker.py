@@ -22,7 +22,9 @@ from celery import Celery, bootsteps
 from celery.signals import after_setup_logger, celeryd_init, worker_ready, worker_shutdown
 from celery.utils.nodenames import default_nodename, nodename, nodesplit
 
+from . import binding, sealing, subscriptions
 from .canary import broker_remembers
+from .config import settings
 from .sweeper import Sweeper
 
 LOG = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class Lifecycle:
         self.interval = interval
 
     def start(self, **_kwargs: Any) -> None:
+        _say_how_secrets_are_kept()
         self.sweeper.start(self.interval())
 
     def stop(self, **_kwargs: Any) -> None:
@@ -71,6 +74,21 @@ class Lifecycle:
                 'the broker holds no canary (new, or restarted without its data): queueing all unfinished work again'
             )
             self.sweeper.request_resync()
+
+
+def _say_how_secrets_are_kept() -> None:
+    """Warn when signing secrets are stored unencrypted; say so when the configured keys cannot open them."""
+    if not settings().secret_key:
+        LOG.warning(sealing.NO_KEY_WARNING)
+    try:
+        binding.connect()
+        subscriptions.check_secrets()
+    except sealing.SealError as exc:
+        LOG.error('[notifications] secret_key (SECRET_KEY): %s; deliveries cannot be signed', exc)
+    except Exception as exc:  # noqa: BLE001 - the database may be down; deliveries will say so then
+        LOG.info('could not check the signing secrets now: %s', exc)
+    finally:
+        binding.close()
 
 
 def install(app: Celery, lifecycle: Lifecycle) -> None:

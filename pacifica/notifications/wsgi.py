@@ -6,13 +6,15 @@ serves :data:`application`.  The CherryPy file named by
 connects to nothing: each request opens its database connection.
 """
 
+import logging
 import sys
 
 import cherrypy
 
 from .app import mount
-from .config import ConfigError
+from .config import ConfigError, settings
 from .globals import APP_NAME, CHERRYPY_CONFIG
+from .sealing import NO_KEY_WARNING
 from .server import check_settings
 
 try:
@@ -21,6 +23,8 @@ except ConfigError as exc:
     # uWSGI would print a traceback for an exception here; one line says it.
     print(f'{APP_NAME}: cannot start: {exc}', file=sys.stderr)
     raise SystemExit(1) from None
+if not settings().secret_key:
+    cherrypy.log(NO_KEY_WARNING, severity=logging.WARNING)
 cherrypy.server.unsubscribe()
 mount(CHERRYPY_CONFIG)
 application = cherrypy.tree
