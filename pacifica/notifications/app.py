@@ -66,6 +66,7 @@ def app_config() -> dict:
         },
         # /receive connects only in the request that commits a group (intake.GroupCommit).
         '/eventmatch': {'hooks.on_start_resource': open_connection},
+        '/events': {'hooks.on_start_resource': open_connection},
     }
 
 

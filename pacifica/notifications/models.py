@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from uuid import UUID
 
 from peewee import (
+    Case,
     CharField,
     DateTimeField,
     Expression,
@@ -36,6 +37,9 @@ SCHEMA_MINOR = 0
 
 #: How a subscription wants its events: the JSON event as the body, or CloudEvents binary mode.
 DELIVERY_MODES = ('structured', 'binary')
+
+#: What can become of a delivery: still to do, taken by the target, refused by the policy server, given up.
+DELIVERY_STATES = ('pending', 'delivered', 'denied', 'failed')
 
 #: What ``policy_status_code`` says when no policy server is configured.
 POLICY_SKIPPED = 'skipped'
@@ -207,6 +211,27 @@ class EventLogMatch(BaseModel):
     def is_finished(self) -> bool:
         """Whether this row's work is over (see :mod:`due`): delivered, denied or given up."""
         return self.retry_at is None
+
+    def state(self) -> str:
+        """What became of this delivery, as its subscriber sees it (one of :data:`DELIVERY_STATES`)."""
+        if self.is_delivered():
+            return 'delivered'
+        if (self.policy_status_code or '').startswith('4'):
+            return 'denied'
+        return 'pending' if self.retry_at is not None else 'failed'
+
+    @classmethod
+    def state_sql(cls) -> Case:
+        """SQL for :meth:`state`, to filter on."""
+        return Case(
+            None,
+            [
+                (cls.target_status_code.startswith('2'), 'delivered'),
+                (cls.policy_status_code.startswith('4'), 'denied'),
+                (cls.retry_at.is_null(False), 'pending'),
+            ],
+            'failed',
+        )
 
     class Meta:
         indexes = ((('event_log', 'event_match'), True),)

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import cherrypy
 from peewee import InterfaceError, OperationalError
 
-from . import __version__, cloudevents, intake, models, subscriptions
+from . import __version__, cloudevents, history, intake, models, subscriptions
 from .config import settings
 from .errors import ClientError, UnsupportedMediaType
 
@@ -172,14 +172,25 @@ class EventMatch:
 
     @cherrypy.tools.json_out()
     @client_errors
-    def GET(self, event_uuid: str | None = None, part: str | None = None) -> dict | list[dict]:
-        """Return one subscription (or its signing secret), or the caller's live subscriptions as a list."""
+    def GET(
+        self,
+        event_uuid: str | None = None,
+        part: str | None = None,
+        limit: str | None = None,
+        before: str | None = None,
+        state: str | None = None,
+    ) -> dict | list[dict]:
+        """Return one subscription (its signing secret, its deliveries), or the caller's live subscriptions."""
+        if part is not None and part not in ('secret', 'deliveries'):
+            raise cherrypy.NotFound()
+        if part == 'deliveries':
+            return history.deliveries(self._http_get(event_uuid or ''), limit, before, state)
+        if (limit, before, state) != (None, None, None):
+            raise ClientError('limit, before and state are query parameters of /eventmatch/<uuid>/deliveries only')
         if event_uuid is None:
             return [sub.to_hash() for sub in subscriptions.live_for(get_remote_user())]
         if part is None:
             return self._http_get(event_uuid).to_hash()
-        if part != 'secret':
-            raise cherrypy.NotFound()
         return subscriptions.secret(self._http_get(event_uuid))
 
     @cherrypy.tools.json_out()
@@ -293,10 +304,23 @@ def accept_batch(events: list[dict]) -> dict:
     }
 
 
+class Events:
+    """CherryPy Events endpoint: one logged event, for a user it was delivered to."""
+
+    exposed = True
+
+    @cherrypy.tools.json_out()
+    @client_errors
+    def GET(self, event_uuid: str) -> dict:
+        """The event as received and its deliveries to the caller's subscriptions (403 if it matched none)."""
+        return history.event_for(get_remote_user(), subscriptions.parse_uuid(event_uuid))
+
+
 class Root:
     """CherryPy Root Object (not itself exposed, so unknown paths are 404)."""
 
     eventmatch = EventMatch()
+    events = Events()
     receive = ReceiveEvent()
 
 
