@@ -12,7 +12,7 @@ import cherrypy
 from cherrypy.lib import reprconf
 from peewee import DatabaseError
 
-from . import fastpost
+from . import fastpost, probes
 from .config import settings
 from .models import BaseModel
 from .rest import Root, error_page_default, error_response
@@ -82,6 +82,9 @@ def mount(cpconfig: str = '') -> cherrypy.Application:
     app = cherrypy.tree.mount(Root(), '/', app_config())
     if cpconfig:
         app.merge(cpconfig)
+    for path, probe in ((settings().status_path, probes.status_app), (settings().metrics_path, probes.metrics_app)):
+        if path:
+            cherrypy.tree.graft(probe(), path)
     for path, route in fastpost.ROUTES.items():
         tools = _tools_on(cpconfig, path)
         if tools:

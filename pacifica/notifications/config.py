@@ -122,6 +122,13 @@ def choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def route(value: str) -> str:
+    """A path starting with / (no spaces); empty turns the route off."""
+    if value and (not value.startswith('/') or any(char.isspace() for char in value) or value == '/'):
+        raise ValueError('a path starting with / (or empty, to turn the route off)')
+    return value.rstrip('/')
+
+
 def encryption_keys(value: str) -> tuple[str, ...]:
     """Fernet keys (the URL-safe base64 of 32 bytes) separated by commas, the first one in use; empty for none."""
     keys = tuple(part.strip() for part in value.split(',') if part.strip())
@@ -265,6 +272,39 @@ SETTINGS: tuple[Setting, ...] = (
         'Keys that encrypt signing secrets at rest; the first seals, all open. Unset: stored unencrypted.',
     ),
     Setting(
+        'notifications',
+        'replay_window',
+        'REPLAY_WINDOW',
+        str(7 * 86400),
+        number(1, 366 * 86400),
+        'Longest span of time, in seconds, that one replay may ask for.',
+    ),
+    Setting(
+        'notifications',
+        'status_path',
+        'STATUS_PATH',
+        '/status',
+        route,
+        'Where the health check is served (no user header needed). Empty: not served.',
+    ),
+    Setting(
+        'notifications',
+        'metrics_path',
+        'METRICS_PATH',
+        '/metrics',
+        route,
+        'Where Prometheus metrics are served (no user header needed). Empty: not served.',
+    ),
+    Setting(
+        'notifications',
+        'metrics_dir',
+        'METRICS_DIR',
+        '',
+        text,
+        "Folder where every process of this host keeps its metrics, for /metrics to add up. Unset: 'metrics' "
+        'in the data folder.',
+    ),
+    Setting(
         'celery',
         'broker_url',
         'BROKER_URL',
@@ -342,6 +382,10 @@ class Settings:
     sweep_interval: float
     secret_rotation_grace: float
     secret_key: tuple[str, ...]
+    replay_window: float
+    status_path: str
+    metrics_path: str
+    metrics_dir: str
     broker_url: str
     backend_url: str
     queue: str

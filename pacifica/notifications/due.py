@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from peewee import Expression
+from peewee import Expression, fn
 
 from .config import settings
-from .models import SENDING, EventLog, EventLogMatch, EventMatch, utcnow
+from .models import POLICY_SKIPPED, SENDING, EventLog, EventLogMatch, EventMatch, utcnow
 
 #: A cutoff later than any due time.
 EVERYTHING = datetime(9999, 1, 1)
@@ -210,3 +210,27 @@ def release(events: list[str], rows: list[str]) -> None:
     if events:
         EventLog.update(retry_at=now).where(EventLog.uuid.in_(events)).execute()
     mark(rows, now)
+
+
+def backlog() -> dict[str, int]:
+    """Unfinished work by stage: events still to match, policy questions still to ask, deliveries still to make."""
+    code = fn.COALESCE(EventLogMatch.policy_status_code, '')
+    answered = code.startswith('2') | (code == POLICY_SKIPPED)
+    unfinished = EventLogMatch.select().where(EventLogMatch.retry_at.is_null(False))
+    return {
+        'dispatch': EventLog.select().where(EventLog.retry_at.is_null(False)).count(),
+        'policy': unfinished.where(~answered).count(),
+        'deliveries': unfinished.where(answered).count(),
+    }
+
+
+def oldest_unfinished(now: datetime | None = None) -> float | None:
+    """Seconds since the oldest unfinished work came in (None when there is none)."""
+    oldest = [
+        model.select(fn.MIN(model.created)).where(model.retry_at.is_null(False)).scalar()
+        for model in (EventLog, EventLogMatch)
+    ]
+    found = [when for when in oldest if when is not None]
+    if not found:
+        return None
+    return max(0.0, ((now or utcnow()) - min(found)).total_seconds())

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import cherrypy
 
-from . import subscriptions
+from . import metrics, subscriptions
 from .binding import close, connect
 from .config import settings
 from .errors import ClientError
@@ -47,6 +47,7 @@ class Route(NamedTuple):
 
     check: Callable[[dict], None]
     handle: Callable[[dict, bytes], dict]
+    refused: Callable[[], None] = lambda: None  # what to count when the route answers 4xx
 
 
 class _Refused(Exception):
@@ -83,15 +84,17 @@ class PostApp:
         try:
             status, body = 200, self._answer(environ)
         except _Refused as exc:
-            status, body = exc.status, error_body(_status_line(exc.status), str(exc))
+            status, body = exc.status, error_body(status_line(exc.status), str(exc))
+            if status < 500:
+                self.route.refused()
         finally:
             close()
         data = json.dumps(body).encode('utf-8')
         start_response(
-            _status_line(status),
+            status_line(status),
             [('Content-Type', 'application/json'), ('Content-Length', str(len(data))), *self.extra_headers],
         )
-        _access_line(environ, status, len(data))
+        access_line(environ, status, len(data))
         return [data]
 
     def _answer(self, environ: dict) -> dict:
@@ -152,7 +155,7 @@ def create_subscription(environ: dict, raw: bytes) -> dict:
 
 #: The fast routes by path.
 ROUTES: dict[str, Route] = {
-    '/receive': Route(check_receive, receive),
+    '/receive': Route(check_receive, receive, lambda: metrics.received('rejected')),
     '/eventmatch': Route(check_json, create_subscription),
 }
 
@@ -162,11 +165,11 @@ def _environ_key(header: str) -> str:
     return 'HTTP_' + header.upper().replace('-', '_')
 
 
-def _status_line(status: int) -> str:
+def status_line(status: int) -> str:
     return f'{status} {HTTPStatus(status).phrase}'
 
 
-def _access_line(environ: dict, status: int, size: int) -> None:
+def access_line(environ: dict, status: int, size: int) -> None:
     """One line in CherryPy's access log, in the format CherryPy writes for every other path."""
     access = cherrypy.log.access_log
     if not access.handlers and not access.propagate:

@@ -27,7 +27,7 @@ from typing import Callable, Protocol
 
 from peewee import IntegrityError
 
-from . import binding, delivery, due, statements
+from . import binding, delivery, due, metrics, statements
 from .config import settings
 from .delivery import Reply
 from .matcher import Snapshot, matcher
@@ -114,9 +114,12 @@ def update_log_match(elm_uuid: object, target_resp: Reply, retry_at: datetime | 
 def disable_eventmatch(eventmatch_uuid: object, error: str) -> None:
     """Disable the subscription, saying why, until its owner re-enables it."""
     now = utcnow()
-    EventMatch.update(disabled=now, updated=now, error=error[:2000]).where(
-        (EventMatch.uuid == eventmatch_uuid) & EventMatch.disabled.is_null()
-    ).execute()
+    changed = (
+        EventMatch.update(disabled=now, updated=now, error=error[:2000])
+        .where((EventMatch.uuid == eventmatch_uuid) & EventMatch.disabled.is_null())
+        .execute()
+    )
+    metrics.delivery('disabled', changed)
     LOG.warning('disabled subscription %s: %s', eventmatch_uuid, error)
 
 
@@ -164,6 +167,7 @@ class _Plan:
 
     event_uuid: str
     event: dict
+    received: datetime
     outcome: Outcome
     questions: dict[str, list[EventLogMatch]] = field(default_factory=dict)
     ask_attempt: int = 1
@@ -201,7 +205,12 @@ def dispatch_many(event_uuids: list[str], scheduler: Scheduler, retake: bool = F
             # hand, or the table made anew): compare the whole copy with it, then again.
             snapshot = matcher().current(full=True)
             pending = dispatch_orm_event(orm_event, snapshot, retry_at=due.deadline(), **skipped)
-        plan = _Plan(str(event_uuid), json.loads(orm_event.jsondata), Outcome(matched=sum(map(len, pending.values()))))
+        plan = _Plan(
+            str(event_uuid),
+            json.loads(orm_event.jsondata),
+            orm_event.created,
+            Outcome(matched=sum(map(len, pending.values()))),
+        )
         if skipped:
             plan.deliveries = [(row, None, {}) for rows in pending.values() for row in rows]
         else:
@@ -221,7 +230,7 @@ def ask(event_uuid: str, user: str, attempt: int, scheduler: Scheduler, retake: 
     rows = _pending_rows(event_uuid, user) if orm_event else []
     if orm_event is None or not rows:
         return Outcome()
-    plan = _Plan(event_uuid, json.loads(orm_event.jsondata), Outcome(), {user: rows}, attempt)
+    plan = _Plan(event_uuid, json.loads(orm_event.jsondata), orm_event.created, Outcome(), {user: rows}, attempt)
     _carry_out([plan], scheduler, retake)
     return plan.outcome
 
@@ -241,7 +250,13 @@ def deliver_one(elm_uuid: str, attempt: int, scheduler: Scheduler, retake: bool 
     if row.is_delivered() or not row.event_match.is_live():
         due.mark([row.uuid], None)
         return Outcome()
-    plan = _Plan(str(row.event_log_id), json.loads(row.event_log.jsondata), Outcome(), deliveries=[(row, attempt, {})])
+    plan = _Plan(
+        str(row.event_log_id),
+        json.loads(row.event_log.jsondata),
+        row.event_log.created,
+        Outcome(),
+        deliveries=[(row, attempt, {})],
+    )
     _carry_out([plan], scheduler, retake)
     return plan.outcome
 
@@ -260,7 +275,7 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
     """Ask every question of these plans at once, then make every delivery at once."""
     url = settings().policy_url
     asked = [
-        (plan, user, sender().submit(url, partial(delivery.ask_policy, url, user, encoded)))
+        (plan, user, sender().submit(url, partial(_ask_policy, url, user, encoded)))
         for plan, encoded in ((plan, delivery.encode(plan.event)) for plan in plans if plan.questions)
         for user in plan.questions
     ]
@@ -274,10 +289,18 @@ def _carry_out(plans: list[_Plan], scheduler: Scheduler, retake: bool) -> None:
     for plan in plans:
         body = delivery.encode(plan.event) if plan.deliveries else b''
         jobs.extend(
-            _Delivery(plan.outcome, row, plan.event, body, attempt or row.attempts + 1, scheduler, answer)
+            _Delivery(plan, row, body, attempt or row.attempts + 1, scheduler, answer)
             for row, attempt, answer in plan.deliveries
         )
     _record(_await(_take_attempts(jobs, retake)))
+
+
+def _ask_policy(url: str, user: str, encoded: bytes) -> Reply:
+    """Ask the policy server (in a sender thread), timing its answer."""
+    began = time.monotonic()
+    reply = delivery.ask_policy(url, user, encoded)
+    metrics.policy_answered_in(time.monotonic() - began)
+    return reply
 
 
 def _await(claimed: list[_Delivery]) -> list[_Delivery]:
@@ -329,6 +352,7 @@ def _record_answer(plan: _Plan, user: str, reply: Reply, scheduler: Scheduler) -
     if verdict is Verdict.DENIED:
         due.mark(uuids, None, **answer)
         plan.outcome.denied += len(rows)
+        metrics.delivery('denied', len(rows))
     elif delay is not None:
         due.mark(uuids, due.deadline(delay), **answer)
         _later(scheduler.ask_later, plan.event_uuid, user, attempt + 1, delay)
@@ -348,17 +372,9 @@ class _Delivery:
     the sender thread records the outcome itself.
     """
 
-    def __init__(
-        self,
-        outcome: Outcome,
-        row: EventLogMatch,
-        event: dict,
-        body: bytes,
-        number: int,
-        scheduler: Scheduler,
-        answer: dict,
-    ):
-        self.outcome, self.row, self.event, self.number, self.scheduler = outcome, row, event, number, scheduler
+    def __init__(self, plan: _Plan, row: EventLogMatch, body: bytes, number: int, scheduler: Scheduler, answer: dict):
+        self.outcome, self.event, self.received = plan.outcome, plan.event, plan.received
+        self.row, self.number, self.scheduler = row, number, scheduler
         self.body = body  # the event encoded once for every subscription without extensions
         self.answer = answer  # the policy server's answer, recorded with the claim
         self.lock = threading.Lock()
@@ -458,12 +474,15 @@ def _record(jobs: list[_Delivery]) -> None:
             if verdict is Verdict.DONE:
                 done[(reply.code, reply.body)].append(job.row.uuid)
                 job.outcome.delivered += 1
+                metrics.delivery('delivered')
+                metrics.delivered_after(job.received)
                 continue
             job.outcome.failed += 1
             sub = job.row.event_match
             delay = retry_delay(settings().retry_schedule, job.number, reply.retry_after)
             if verdict is not Verdict.RETRY:
                 delay = None
+            metrics.delivery('failed' if delay is None else 'retried')
             update_log_match(job.row.uuid, reply, None if delay is None else due.deadline(delay))
             if delay is not None:
                 retries.append((job, delay))

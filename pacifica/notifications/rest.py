@@ -18,7 +18,7 @@ from typing import Any, Callable
 import cherrypy
 from peewee import InterfaceError, OperationalError
 
-from . import __version__, cloudevents, history, intake, models, subscriptions
+from . import __version__, cloudevents, history, intake, metrics, models, subscriptions
 from .config import settings
 from .errors import ClientError, UnsupportedMediaType
 
@@ -236,8 +236,12 @@ class ReceiveEvent:
         """
         headers = {name.lower(): value for name, value in cherrypy.request.headers.items()}
         content_type = headers.get('content-type', '')
-        check_receive_media_type(content_type, headers)
-        return accept_request(content_type, headers, cherrypy.request.body.read())
+        try:
+            check_receive_media_type(content_type, headers)
+            return accept_request(content_type, headers, cherrypy.request.body.read())
+        except ClientError:
+            metrics.received('rejected')
+            raise
 
 
 def check_receive_media_type(content_type: str, headers: dict[str, str]) -> None:
@@ -292,12 +296,16 @@ def parse_batch(raw: bytes) -> list[dict]:
 def accept_event(event: dict, text: str | None = None) -> dict:
     """Store an event from ``POST /receive`` (and its JSON ``text`` as sent) and say what became of it."""
     received = intake.receive(event, text)
+    metrics.received('duplicate' if received.duplicate else 'stored')
     return {'status': 'accepted', 'uuid': str(received.event.uuid), 'duplicate': received.duplicate}
 
 
 def accept_batch(events: list[dict]) -> dict:
     """Store a batch in one transaction and say, in order, what became of each event."""
     received = intake.receive_batch(events)
+    duplicates = sum(one.duplicate for one in received)
+    metrics.received('duplicate', duplicates)
+    metrics.received('stored', len(received) - duplicates)
     return {
         'status': 'accepted',
         'events': [{'uuid': str(one.event.uuid), 'duplicate': one.duplicate} for one in received],
