@@ -19,3 +19,9 @@ class UnsupportedMediaType(ClientError):
     """The body is not declared as JSON."""
 
     status = 415
+
+
+class Conflict(ClientError):
+    """The request clashes with the state of what it names (a replay already under way, say)."""
+
+    status = 409

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import cherrypy
 from peewee import InterfaceError, OperationalError
 
-from . import __version__, cloudevents, history, intake, metrics, models, subscriptions
+from . import __version__, cloudevents, history, intake, metrics, models, replay, subscriptions
 from .config import settings
 from .errors import ClientError, UnsupportedMediaType
 
@@ -196,13 +196,17 @@ class EventMatch:
     @cherrypy.tools.json_out()
     @client_errors
     def POST(self, event_uuid: str | None = None, part: str | None = None, action: str | None = None) -> dict:
-        """Create a subscription owned by the caller; or rotate a subscription's signing secret."""
+        """Create a subscription owned by the caller; rotate a subscription's signing secret; or replay to it."""
         if event_uuid is None:
             user = get_remote_user()
             return subscriptions.create(user, read_json_object()).to_hash()
-        if (part, action) != ('secret', 'rotate'):
+        if (part, action) not in (('secret', 'rotate'), ('replay', None)):
             raise cherrypy.NotFound()
         sub = self._http_get(event_uuid)
+        if part == 'replay':
+            count, work = replay.replay(sub, read_json_object())
+            replay.queue(sub.user, work)
+            return {'queued': count}
         body = read_json_object() if _has_body() else {}
         return subscriptions.rotate(sub, body)
 
