@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import kombu
@@ -20,7 +22,7 @@ from pacifica.notifications import config, matcher, orm
 from pacifica.notifications.orm import EventMatch, utcnow
 
 from .httpfakes import Recorder
-from .procs import script
+from .procs import notifications_server, script, uwsgi_server
 
 #: Figures the fault-injection tests report, printed at the end of the run.
 FAULT_REPORTS = pytest.StashKey[list]()
@@ -191,3 +193,27 @@ def case(stack):
     yield f'user-{name}', f'/t/{name}'
     now = utcnow()
     EventMatch.update(deleted=now, updated=now).where(EventMatch.deleted.is_null()).execute()
+
+
+@contextmanager
+def served_api(folder: Path, uwsgi: bool = False, **settings: str) -> Iterator[str]:
+    """A synced database and a real API server (no worker) in front of it, with ``settings``; yields its URL."""
+    url = make_db_url(folder)
+    db = bind_empty(url)
+    db.connect(reuse_if_open=True)
+    orm.OrmSync.update_tables()
+    db.close()
+    env = child_env({**make_env(folder, url), **settings})
+    if uwsgi:
+        server = uwsgi_server(env, folder / 'server.log')
+    else:
+        server = notifications_server(env, folder / 'server.log', '--no-worker')
+    try:
+        server.wait_ready()
+        yield server.url
+    finally:
+        server.stop()
+        if 'BROKER_URL' not in settings:  # a broker the test chose (one that is down, say) holds no queue of ours
+            delete_queue(env)
+        drop_tables(db)
+        release(db)

@@ -27,10 +27,9 @@ from hypothesis import strategies as st
 
 from pacifica.notifications.intake import event_id
 from pacifica.notifications.jsonpath import normalize
-from pacifica.notifications.orm import EventLog, EventMatch, OrmSync, mask_auth
+from pacifica.notifications.orm import EventLog, EventMatch, mask_auth
 
-from .conftest import bind_empty, child_env, delete_queue, drop_tables, make_db_url, make_env, release
-from .procs import notifications_server
+from .conftest import served_api
 
 #: The server's ``MAX_REQUEST_BYTES``: small, so oversized bodies cost little.
 LIMIT = 65536
@@ -46,20 +45,8 @@ FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
     """A synced database and one CherryPy server in front of it; yields the base URL."""
-    folder = tmp_path_factory.mktemp('fuzz')
-    url = make_db_url(folder)
-    db = bind_empty(url)
-    db.connect(reuse_if_open=True)
-    OrmSync.update_tables()
-    db.close()
-    env = child_env({**make_env(folder, url), 'MAX_REQUEST_BYTES': str(LIMIT)})
-    service = notifications_server(env, folder / 'server.log', '--no-worker')
-    service.wait_ready()
-    yield service.url
-    service.stop()
-    delete_queue(env)
-    drop_tables(db)
-    release(db)
+    with served_api(tmp_path_factory.mktemp('fuzz'), MAX_REQUEST_BYTES=str(LIMIT)) as url:
+        yield url
 
 
 def _reject_constant(name: str):

@@ -116,7 +116,9 @@ def test_only_the_owner_sees_deliveries(stack, case):
     user, _path = case
     sub = stack.subscribe(user, target_url='http://127.0.0.1:9/')
     assert get(stack, 'someone-else', f'/eventmatch/{sub["uuid"]}/deliveries').status_code == 403
-    assert get(stack, user, '/eventmatch', limit='5').status_code == 400
+    listed = get(stack, user, '/eventmatch', limit='5')
+    assert listed.status_code == 400 and '/eventmatch/<uuid>/deliveries' in listed.json()['message']
+    assert get(stack, user, f'/eventmatch/{sub["uuid"]}/deliveries/50').status_code == 404  # not a limit
 
 
 def test_an_event_shows_only_the_callers_own_deliveries(stack, case):

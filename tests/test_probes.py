@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import requests
 
-from pacifica.notifications.orm import OrmSync
-
-from .conftest import bind_empty, child_env, delete_queue, drop_tables, make_db_url, make_env, release
+from .conftest import served_api
 from .httpfakes import Answer
-from .procs import notifications_server, wait_until
+from .procs import wait_until
 from .stack import fresh_event, settled
 
 
@@ -82,30 +81,18 @@ def test_metrics_add_up_the_workers_work(stack, case):
 
 
 def test_probes_move_or_turn_off_and_say_when_down(tmp_path):
-    url = make_db_url(tmp_path)
-    db = bind_empty(url)
-    db.connect(reuse_if_open=True)
-    OrmSync.update_tables()
-    db.close()
     settings = {'STATUS_PATH': '/health', 'METRICS_PATH': '', 'BROKER_URL': 'amqp://guest:guest@127.0.0.1:1//'}
-    env = child_env({**make_env(tmp_path, url), **settings})
-    api = notifications_server(env, tmp_path / 'api.log', '--no-worker').wait_ready()
-    try:
-        assert requests.get(api.url + '/status', timeout=10).status_code == 404
-        assert requests.get(api.url + '/metrics', timeout=10).status_code == 404
-        resp = requests.get(api.url + '/health', timeout=10)
+    with served_api(tmp_path, **settings) as base:
+        assert requests.get(base + '/status', timeout=10).status_code == 404
+        assert requests.get(base + '/metrics', timeout=10).status_code == 404
+        resp = requests.get(base + '/health', timeout=10)
         assert resp.status_code == 503, resp.text
         body = resp.json()
         assert (body['status'], body['database'], body['broker']) == ('unavailable', 'ok', 'unavailable')
-        if url.startswith('sqlite'):
+        if not os.environ.get('TEST_PEEWEE_URL'):
             (tmp_path / 'test.sqlite3').rename(tmp_path / 'moved')
             (tmp_path / 'test.sqlite3').mkdir()  # a folder where the database was: it cannot be opened
-            down = requests.get(api.url + '/health', timeout=10).json()
+            down = requests.get(base + '/health', timeout=10).json()
             (tmp_path / 'test.sqlite3').rmdir()
             (tmp_path / 'moved').rename(tmp_path / 'test.sqlite3')
             assert (down['database'], down['backlog'], down['schema']) == ('unavailable', None, None)
-    finally:
-        api.stop()
-        delete_queue({k: v for k, v in env.items() if k != 'BROKER_URL'})
-        drop_tables(db)
-        release(db)

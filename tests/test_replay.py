@@ -100,6 +100,7 @@ def test_a_second_replay_while_one_runs_is_409(stack, case):
         ({'since': '2026-01-02T00:00:00Z', 'until': '2026-01-01T00:00:00Z'}, 'until must be later'),
         ({'since': '2026-01-01T00:00:00Z', 'until': '2026-01-09T00:00:00Z'}, 'at most 7 days'),
         ({'since': '2026-01-01T00:00:00Z', 'colour': 'red'}, 'unknown field(s): colour'),
+        ({'since': '2026-01-01T00:00:00Z', 'until': '0001-01-01T00:00:00+20:01'}, 'from year 1 to 9999'),
     ],
 )
 def test_bad_replays_are_400(stack, case, body, words):

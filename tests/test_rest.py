@@ -15,19 +15,13 @@ from datetime import datetime
 import pytest
 import requests
 
-from pacifica.notifications.orm import SECRET_MASK, EventLog, EventMatch, OrmSync
+from pacifica.notifications.orm import SECRET_MASK, EventLog, EventMatch
 
 from .conftest import (
     FIXTURES,
-    bind_empty,
-    child_env,
-    delete_queue,
-    drop_tables,
-    make_db_url,
-    make_env,
-    release,
+    served_api,
 )
-from .procs import notifications_server, require_uwsgi, uwsgi_server
+from .procs import require_uwsgi
 
 SEED_CREATE = {'name': 'My Event Match', 'jsonpath': 'data', 'target_url': 'http://www.example.com/receive'}
 SEED_AUTH = {'type': 'basic', 'basic': {'username': 'myusername', 'password': 'password'}}
@@ -52,25 +46,10 @@ FIELDS = {
 @pytest.fixture(scope='module', params=['cherrypy', 'uwsgi'])
 def api(request, tmp_path_factory):
     """A synced database and a real server in front of it; yields the base URL."""
-    folder = tmp_path_factory.mktemp(request.param)
     if request.param == 'uwsgi':
         require_uwsgi()
-    url = make_db_url(folder)
-    db = bind_empty(url)
-    db.connect(reuse_if_open=True)
-    OrmSync.update_tables()
-    db.close()
-    env = child_env(make_env(folder, url))
-    if request.param == 'cherrypy':
-        server = notifications_server(env, folder / 'server.log', '--no-worker')
-    else:
-        server = uwsgi_server(env, folder / 'server.log')
-    server.wait_ready()
-    yield server.url
-    server.stop()
-    delete_queue(env)
-    drop_tables(db)
-    release(db)
+    with served_api(tmp_path_factory.mktemp(request.param), uwsgi=request.param == 'uwsgi') as url:
+        yield url
 
 
 class Client:

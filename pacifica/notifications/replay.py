@@ -38,10 +38,10 @@ def _when(body: dict, key: str) -> datetime | None:
         raise ClientError(f'{key}: expected an ISO 8601 date and time, not {type(value).__name__}')
     try:
         parsed = datetime.fromisoformat(value.strip().replace('Z', '+00:00').replace('z', '+00:00'))
-    except ValueError:
-        raise ClientError(f'{key}: {value[:60]!r} is not an ISO 8601 date and time') from None
-    if parsed.tzinfo is not None:  # the log keeps UTC without a zone; a time without one is taken as UTC
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        if parsed.tzinfo is not None:  # the log keeps UTC without a zone; a time without one is taken as UTC
+            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # OverflowError: a zone that moves it past year 1 or 9999
+        raise ClientError(f'{key}: {value[:60]!r} is not an ISO 8601 date and time (from year 1 to 9999)') from None
     return parsed
 
 

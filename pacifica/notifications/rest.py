@@ -8,6 +8,7 @@ object with ``status`` and ``message``.
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import json
 import logging
@@ -148,6 +149,9 @@ def client_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(handler)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        repeated = sorted(name for name, value in kwargs.items() if isinstance(value, list))  # ?a=1&a=2
+        if repeated:
+            raise cherrypy.HTTPError(400, f'query parameter(s) given more than once: {", ".join(repeated)}')
         try:
             return handler(*args, **kwargs)
         except ClientError as exc:
@@ -176,6 +180,7 @@ class EventMatch:
         self,
         event_uuid: str | None = None,
         part: str | None = None,
+        *,
         limit: str | None = None,
         before: str | None = None,
         state: str | None = None,
@@ -328,12 +333,29 @@ class Events:
         return history.event_for(get_remote_user(), subscriptions.parse_uuid(event_uuid))
 
 
+class OpenApi:
+    """CherryPy endpoint of ``GET /openapi.json``: the API's OpenAPI 3.1 document (no database, no user)."""
+
+    exposed = True
+
+    @cherrypy.tools.json_out()
+    def GET(self) -> dict:
+        """The document of every route (:func:`openapi.document`)."""
+        from . import openapi
+
+        # The dispatcher reads every punctuation mark in a name as '_': serve the one true path only.
+        if cherrypy.request.path_info != openapi.PATH:
+            raise cherrypy.NotFound()
+        return openapi.document()
+
+
 class Root:
     """CherryPy Root Object (not itself exposed, so unknown paths are 404)."""
 
     eventmatch = EventMatch()
     events = Events()
     receive = ReceiveEvent()
+    openapi_json = OpenApi()  # /openapi.json: the dispatcher looks '.' up as '_'
 
 
 def error_body(status: str, message: str) -> dict:
@@ -353,7 +375,7 @@ def unexpected_error(exc: BaseException | None) -> tuple[int, str]:
 def error_page_default(status: str, message: str, traceback: str, version: str) -> str:
     """The default error page: always JSON, the traceback only when CherryPy shows them."""
     cherrypy.response.headers['Content-Type'] = 'application/json'
-    body = error_body(status, message)
+    body = error_body(status, html.unescape(message))  # CherryPy escapes it for an HTML page; this is JSON
     if cherrypy.request.show_tracebacks and traceback:
         body['traceback'] = traceback
     return json.dumps(body)
