@@ -32,7 +32,8 @@ class SealError(Exception):
 
 
 def is_sealed(stored: str | None) -> bool:
-    return bool(stored) and stored.startswith(SEALED)  # type: ignore[union-attr]
+    """Whether a stored secret is sealed (encrypted), rather than kept as it is."""
+    return stored is not None and stored.startswith(SEALED)
 
 
 @lru_cache(maxsize=8)
