@@ -1,0 +1,239 @@
+"""The consumer runner end to end: the seed's example consumer.zip, run by ``start-pacifica-notifications-consumer``.
+
+Real processes throughout: this service (API and worker), the runner (which
+makes the consumer's virtual environment with pip), the entry point, and the
+cart and ingest stand-ins of ``consumer/tests/pacifica_fakes.py`` (real HTTP
+servers speaking those services' protocols).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import FIXTURES
+from .procs import script, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+SEED_CONSUMER = FIXTURES / 'seed_consumer'
+
+_spec = importlib.util.spec_from_file_location('pacifica_fakes', REPO / 'consumer' / 'tests' / 'pacifica_fakes.py')
+assert _spec is not None and _spec.loader is not None
+fakes = sys.modules.setdefault('pacifica_fakes', importlib.util.module_from_spec(_spec))
+if not hasattr(fakes, 'FakeCart'):
+    _spec.loader.exec_module(fakes)
+
+#: The seed's fixture event under a new id; its third Files record has no ``_id``, which download()
+#: refuses (consumer/tests/test_transfer.py): here it gets one.
+EVENT = json.loads((FIXTURES / 'events.json').read_text(encoding='utf-8'))
+
+
+def fresh_event() -> dict:
+    event = copy.deepcopy(EVENT)
+    event['eventID'] = uuid.uuid4().hex
+    files = [record for record in event['data'] if record.get('destinationTable') == 'Files']
+    for number, record in enumerate(files):
+        record.setdefault('_id', 900 + number)
+    return event
+
+
+def build_zip(folder: Path, main: str | None = None) -> Path:
+    """consumer.zip from the seed's example (or with another ``__main__.py``)."""
+    path = folder / 'consumer.zip'
+    with zipfile.ZipFile(path, 'w') as archive:
+        for member in SEED_CONSUMER.iterdir():
+            if member.name == 'README':
+                continue
+            text = main if member.name == '__main__.py' and main is not None else member.read_text(encoding='utf-8')
+            archive.writestr(member.name, text)
+    return path
+
+
+class Runner:
+    """``start-pacifica-notifications-consumer`` in a process of its own, its output kept."""
+
+    def __init__(self, zip_path: Path, stack, user: str, cart, ingest, work: Path):
+        self.log = work.parent / f'{work.name}.log'
+        self.work = work
+        self.proc = subprocess.Popen(
+            [
+                script('start-pacifica-notifications-consumer'),
+                str(zip_path),
+                '--producer-url',
+                stack.api.url,
+                '--user',
+                user,
+                '--listen',
+                '127.0.0.1:0',
+                '--cart-url',
+                cart.url,
+                '--ingest-url',
+                ingest.url,
+                '--work-dir',
+                str(work),
+                '--grace',
+                '5',
+            ],
+            stdout=self.log.open('w'),
+            stderr=subprocess.STDOUT,
+            env=stack.env,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, text: str, timeout: float = 240) -> None:
+        def seen() -> bool:
+            assert self.proc.poll() is None or text in self.output(), self.output()
+            return text in self.output()
+
+        wait_until(seen, timeout, interval=0.2, what=f'{text!r} in the runner output')
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(60)
+
+
+def subscriptions_of(stack, user: str) -> list[dict]:
+    return requests.get(stack.api.url + '/eventmatch', headers={'Http-Remote-User': user}, timeout=10).json()
+
+
+@pytest.fixture
+def peers():
+    event = fresh_event()
+    archive = {str(record['_id']): b'foo\n' for record in event['data'] if record.get('destinationTable') == 'Files'}
+    with fakes.FakeCart(archive) as cart, fakes.FakeIngest() as ingest:
+        yield event, cart, ingest
+
+
+def test_the_seed_example_runs_end_to_end(stack, case, peers, tmp_path):
+    user, _path = case
+    event, cart, ingest = peers
+    runner = Runner(build_zip(tmp_path), stack, user, cart, ingest, tmp_path / 'work')
+    try:
+        runner.wait_for('running: subscription')
+        (sub,) = subscriptions_of(stack, user)
+        assert sub['jsonpath'] == (SEED_CONSUMER / 'jsonpath2.txt').read_text().strip()
+        stack.post_event(event)
+        runner.wait_for('job 1: done')
+    finally:
+        status = runner.stop()
+    assert status == 0, runner.output()
+    (transaction,) = ingest.transactions
+    assert set(transaction.files.values()) == {b'FOO\n'}
+    assert transaction.attributes()['Transactions.project'] == '1236é'
+    assert subscriptions_of(stack, user) == []
+    assert not any(Path(line.split()[-1]).exists() for line in runner.output().splitlines() if 'extracting' in line)
+
+
+def test_a_failing_entry_point_is_recorded_with_its_stderr(stack, case, peers, tmp_path):
+    user, _path = case
+    event, cart, ingest = peers
+    main = 'import sys\nprint("cannot work on this", file=sys.stderr)\nsys.exit(3)\n'
+    runner = Runner(build_zip(tmp_path, main), stack, user, cart, ingest, tmp_path / 'work')
+    try:
+        runner.wait_for('running: subscription')
+        stack.post_event(event)
+        runner.wait_for('job 1: failed')
+    finally:
+        runner.stop()
+    assert 'job 1: failed (exit 3) cannot work on this' in runner.output()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / 'work' / 'jobs.sqlite3') as db:
+        ((state, status, stderr),) = db.execute('SELECT state, exit_status, stderr FROM job').fetchall()
+    assert (state, status) == ('failed', 3) and 'cannot work on this' in stderr
+    assert ingest.transactions == []
+
+
+@pytest.mark.parametrize(
+    'change, words',
+    [
+        ({'__main__.py': None}, '__main__.py'),
+        ({'jsonpath2.txt': '$[?(@.broken'}, 'jsonpath'),
+        ({'../evil.txt': 'x'}, 'leaves the package folder'),
+        ({'requirements.txt': 'no-such-package-xyz-123\n'}, 'no-such-package-xyz-123'),
+    ],
+)
+def test_a_bad_zip_is_one_line_and_leaves_nothing(stack, case, tmp_path, change, words):
+    user, _path = case
+    path = tmp_path / 'consumer.zip'
+    with zipfile.ZipFile(path, 'w') as archive:
+        for member in SEED_CONSUMER.iterdir():
+            if member.name != 'README' and member.name not in change:
+                archive.writestr(member.name, member.read_text(encoding='utf-8'))
+        for name, text in change.items():
+            if text is not None:
+                archive.writestr(name, text)
+    done = subprocess.run(
+        [
+            script('start-pacifica-notifications-consumer'),
+            str(path),
+            '--producer-url',
+            stack.api.url,
+            '--user',
+            user,
+            '--listen',
+            '127.0.0.1:0',
+            '--work-dir',
+            str(tmp_path / 'work'),
+        ],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith('start-pacifica-notifications-consumer: error: ') and words in line, line
+    assert subscriptions_of(stack, user) == []
+    assert not (tmp_path / 'work').exists()
+    extracted = [text.split()[-1] for text in done.stdout.splitlines() if 'extracting' in text]
+    assert extracted and not any(Path(folder).parent.exists() for folder in extracted)
+
+
+SLOW_MAIN = """import os, time
+if os.environ.get('SLOW_FLAG_FILE') and os.path.exists(os.environ['SLOW_FLAG_FILE']):
+    time.sleep(120)
+print('worked')
+"""
+
+
+def test_a_job_stopped_at_shutdown_runs_at_the_next_start(stack, case, peers, tmp_path):
+    user, _path = case
+    event, cart, ingest = peers
+    flag = tmp_path / 'slow'
+    flag.write_text('')
+    stack.env['SLOW_FLAG_FILE'] = str(flag)
+    try:
+        zip_path = build_zip(tmp_path, SLOW_MAIN)
+        first = Runner(zip_path, stack, user, cart, ingest, tmp_path / 'work')
+        try:
+            first.wait_for('running: subscription')
+            stack.post_event(event)
+            first.wait_for('job 1: started')
+        finally:
+            assert first.stop() == 0
+        assert 'job 1: stopped at shutdown; queued for the next start' in first.output()
+        assert subscriptions_of(stack, user) == []
+        flag.unlink()
+        second = Runner(zip_path, stack, user, cart, ingest, tmp_path / 'work')
+        try:
+            second.wait_for('job 1: done')
+            assert '1 job(s) queued' in second.output()
+            assert len(subscriptions_of(stack, user)) == 1  # made again
+        finally:
+            second.stop()
+    finally:
+        del stack.env['SLOW_FLAG_FILE']
