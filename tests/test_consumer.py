@@ -47,16 +47,27 @@ def fresh_event() -> dict:
     return event
 
 
-def build_zip(folder: Path, main: str | None = None) -> Path:
-    """consumer.zip from the seed's example (or with another ``__main__.py``)."""
+def build_zip(folder: Path, **changes: str | None) -> Path:
+    """consumer.zip from the seed's example, members replaced (text) or left out (None) by ``changes``."""
     path = folder / 'consumer.zip'
     with zipfile.ZipFile(path, 'w') as archive:
         for member in SEED_CONSUMER.iterdir():
-            if member.name == 'README':
-                continue
-            text = main if member.name == '__main__.py' and main is not None else member.read_text(encoding='utf-8')
-            archive.writestr(member.name, text)
+            if member.name != 'README' and member.name not in changes:
+                archive.writestr(member.name, member.read_text(encoding='utf-8'))
+        for name, text in changes.items():
+            if text is not None:
+                archive.writestr(name, text)
     return path
+
+
+def command(zip_path: Path, stack, user: str, work: Path, *extra: str) -> list[str]:
+    """The runner's command line for this stack and user."""
+    return [
+        script('start-pacifica-notifications-consumer'),
+        str(zip_path),
+        *('--producer-url', stack.api.url, '--user', user, '--listen', '127.0.0.1:0', '--work-dir', str(work)),
+        *extra,
+    ]
 
 
 class Runner:
@@ -66,24 +77,7 @@ class Runner:
         self.log = work.parent / f'{work.name}.log'
         self.work = work
         self.proc = subprocess.Popen(
-            [
-                script('start-pacifica-notifications-consumer'),
-                str(zip_path),
-                '--producer-url',
-                stack.api.url,
-                '--user',
-                user,
-                '--listen',
-                '127.0.0.1:0',
-                '--cart-url',
-                cart.url,
-                '--ingest-url',
-                ingest.url,
-                '--work-dir',
-                str(work),
-                '--grace',
-                '5',
-            ],
+            command(zip_path, stack, user, work, '--cart-url', cart.url, '--ingest-url', ingest.url, '--grace', '5'),
             stdout=self.log.open('w'),
             stderr=subprocess.STDOUT,
             env=stack.env,
@@ -140,7 +134,7 @@ def test_a_failing_entry_point_is_recorded_with_its_stderr(stack, case, peers, t
     user, _path = case
     event, cart, ingest = peers
     main = 'import sys\nprint("cannot work on this", file=sys.stderr)\nsys.exit(3)\n'
-    runner = Runner(build_zip(tmp_path, main), stack, user, cart, ingest, tmp_path / 'work')
+    runner = Runner(build_zip(tmp_path, **{'__main__.py': main}), stack, user, cart, ingest, tmp_path / 'work')
     try:
         runner.wait_for('running: subscription')
         stack.post_event(event)
@@ -167,27 +161,8 @@ def test_a_failing_entry_point_is_recorded_with_its_stderr(stack, case, peers, t
 )
 def test_a_bad_zip_is_one_line_and_leaves_nothing(stack, case, tmp_path, change, words):
     user, _path = case
-    path = tmp_path / 'consumer.zip'
-    with zipfile.ZipFile(path, 'w') as archive:
-        for member in SEED_CONSUMER.iterdir():
-            if member.name != 'README' and member.name not in change:
-                archive.writestr(member.name, member.read_text(encoding='utf-8'))
-        for name, text in change.items():
-            if text is not None:
-                archive.writestr(name, text)
     done = subprocess.run(
-        [
-            script('start-pacifica-notifications-consumer'),
-            str(path),
-            '--producer-url',
-            stack.api.url,
-            '--user',
-            user,
-            '--listen',
-            '127.0.0.1:0',
-            '--work-dir',
-            str(tmp_path / 'work'),
-        ],
+        command(build_zip(tmp_path, **change), stack, user, tmp_path / 'work'),
         env=stack.env,
         capture_output=True,
         text=True,
@@ -217,7 +192,7 @@ def test_a_job_stopped_at_shutdown_runs_at_the_next_start(stack, case, peers, tm
     flag.write_text('')
     stack.env['SLOW_FLAG_FILE'] = str(flag)
     try:
-        zip_path = build_zip(tmp_path, SLOW_MAIN)
+        zip_path = build_zip(tmp_path, **{'__main__.py': SLOW_MAIN})
         first = Runner(zip_path, stack, user, cart, ingest, tmp_path / 'work')
         try:
             first.wait_for('running: subscription')
