@@ -135,15 +135,16 @@ class Deployment:
     def wait_accepted(self, count: int) -> None:
         wait_until(lambda: len(self.accepted) >= count, 30, what=f'{count} accepted events')
 
-    def delivered(self) -> set[tuple[str, str]]:
-        return {(call.path, call.json()['eventID']) for call in self.target.calls()}
+    def delivered(self, since: float = 0.0) -> set[tuple[str, str]]:
+        """The (path, event) pairs the target received (since ``since``, by the monotonic clock)."""
+        return {(call.path, call.json()['eventID']) for call in self.target.calls() if call.at >= since}
 
     def recovered(self) -> None:
         """Note that the fault is over: recovery time counts from now."""
         self.fault_over = time.monotonic()
 
-    def settle(self, burst: threading.Thread | None = None, refusals: bool = False) -> dict:
-        """Wait until every accepted event reached every target; return the figures.
+    def settle(self, burst: threading.Thread | None = None, refusals: bool = False, since: float = 0.0) -> dict:
+        """Wait until every accepted event reached every target (since ``since``); return the figures.
 
         When the fault's end was noted, the last delivery must come within
         :data:`RECOVERY_LIMIT` seconds of it.  Unless the fault is the
@@ -155,9 +156,11 @@ class Deployment:
         expected = {(path, event_id) for event_id in self.accepted for path in self.paths}
         assert expected, 'no event was accepted'
         try:
-            wait_until(lambda: expected <= self.delivered(), SETTLE, interval=0.2, what=f'{len(expected)} deliveries')
+            wait_until(
+                lambda: expected <= self.delivered(since), SETTLE, interval=0.2, what=f'{len(expected)} deliveries'
+            )
         except AssertionError:
-            missing = expected - self.delivered()
+            missing = expected - self.delivered(since)
             raise AssertionError(
                 f'{len(missing)} of {len(expected)} deliveries lost, e.g. {sorted(missing)[:3]}'
             ) from None
@@ -216,17 +219,38 @@ def leg_broker() -> str:
     return 'amqp' if url.startswith('amqp') else 'redis' if url.startswith('redis') else 'embedded'
 
 
+def kill_the_worker_mid_burst(stack: Deployment, answer: Answer, events: int, calls: int) -> threading.Thread:
+    """Start a worker, post a burst, kill the worker once the target has had ``calls`` calls (answered by ``answer``).
+
+    Returns the burst's thread.
+    """
+    for path in stack.paths:
+        stack.target.script(path, answer)
+    stack.start_worker()
+    burst = stack.burst(events)
+    wait_until(lambda: len(stack.target.calls()) >= calls, 30, what='deliveries under way')
+    stack.workers[0].kill()
+    return burst
+
+
 def test_worker_killed_mid_burst(deploy, request):
     stack = deploy(fast_sweep=False)
-    for path in stack.paths:
-        stack.target.script(path, Answer(delay=0.2))
-    stack.start_worker()
-    burst = stack.burst(30)
-    wait_until(lambda: len(stack.target.calls()) >= 10, 30, what='deliveries under way')
-    stack.workers[0].kill()
+    burst = kill_the_worker_mid_burst(stack, Answer(delay=0.2), 30, 10)
     stack.start_worker()
     stack.recovered()
     report(request, stack.settle(burst))
+
+
+def test_worker_killed_while_its_calls_hang(deploy, request):
+    """No call the killed worker made was answered, so every event must reach every target again after the kill."""
+    stack = deploy(fast_sweep=False)
+    burst = kill_the_worker_mid_burst(stack, Answer(delay=60), 10, 4)
+    killed = time.monotonic()
+    for path in stack.paths:
+        stack.target.script(path, Answer())
+    stack.start_worker()
+    stack.recovered()
+    report(request, stack.settle(burst, since=killed))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from pacifica.notifications import due as due_module
 from pacifica.notifications import intake, pipeline
 from pacifica.notifications.matcher import matcher
 from pacifica.notifications.models import POLICY_SKIPPED, SENDING
@@ -265,3 +266,37 @@ def test_a_subscription_removed_from_the_table_by_hand_is_dropped_from_the_copy(
     outcome = dispatch(log_event(), later)
     assert (outcome.matched, outcome.delivered) == (1, 1)
     assert [call.path for call in target.calls()] == ['/kept']
+
+
+def sweep_and_deliver(event_uuid: str, later: Later) -> None:
+    (row_uuid, attempt), *more = due_module.claim_overdue().deliveries
+    assert more == []
+    pipeline.deliver_one(row_uuid, attempt, later)
+
+
+def redelivered_dispatch(event_uuid: str, later: Later) -> None:
+    due_module.mark_event(event_uuid, utcnow())  # the dead worker had not finished the event
+    dispatch(event_uuid, later, retake=True)
+
+
+def retried_by_the_command_line(event_uuid: str, later: Later) -> None:
+    pipeline.redispatch(event_uuid)
+    dispatch(event_uuid, later)
+
+
+@pytest.mark.parametrize('next_task', [sweep_and_deliver, redelivered_dispatch, retried_by_the_command_line])
+def test_an_attempt_whose_worker_died_is_delivered_by_the_next_task_to_reach_it(peers, later, next_task):
+    """A worker killed while sending leaves its attempt taken: once the hold runs out, whoever comes next sends it.
+
+    Each of these sets a new due time; left ``sending``, the row would read as held again.
+    """
+    _, target = peers
+    subscribe(target)
+    event_uuid = log_event()
+    pipeline.dispatch_orm_event(EventLog.get_by_id(event_uuid))
+    due_module.mark_event(event_uuid, None)
+    EventLogMatch.update(
+        attempts=1, target_status_code=SENDING, policy_status_code='200', retry_at=utcnow() - timedelta(seconds=1)
+    ).execute()
+    next_task(event_uuid, later)
+    assert len(target.calls('/t')) == 1 and EventLogMatch.get().is_delivered()

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from peewee import Expression, fn
+from peewee import Case, Expression, fn
 
 from .config import settings
-from .models import POLICY_SKIPPED, SENDING, EventLog, EventLogMatch, EventMatch, utcnow
+from .models import INTERRUPTED, POLICY_SKIPPED, SENDING, EventLog, EventLogMatch, EventMatch, utcnow
 
 #: A cutoff later than any due time.
 EVERYTHING = datetime(9999, 1, 1)
@@ -76,6 +76,23 @@ def not_in_flight(now: datetime) -> Expression:
     return (status != SENDING) | status.is_null() | due.is_null() | (due <= now)
 
 
+def unheld(status: str | None) -> str | None:
+    """The status an attempt had once its hold is over unanswered: ``sending`` becomes ``interrupted``.
+
+    Whoever sets a row's due time again (a sweep, a retry, a new dispatch)
+    ends any hold on it; left ``sending``, the new due time would read as a
+    fresh hold and the task queued for the next attempt would find the row
+    taken.  :func:`unheld_sql` says it in SQL.
+    """
+    return INTERRUPTED if status == SENDING else status
+
+
+def unheld_sql() -> Case:
+    """SQL: :func:`unheld` of each row's ``target_status_code``."""
+    status = EventLogMatch.target_status_code
+    return Case(None, [(status == SENDING, INTERRUPTED)], status)
+
+
 def start_in(due: datetime | None, now: datetime) -> float:
     """Seconds until work with due time ``due`` was meant to start (the inverse of :func:`deadline`)."""
     if due is None:
@@ -86,7 +103,8 @@ def start_in(due: datetime | None, now: datetime) -> float:
 def mark(rows: list, due: datetime | None, **fields: Any) -> None:
     """Set the due time of these log rows (None: their work is done), with any other ``fields``."""
     if rows:
-        EventLogMatch.update(retry_at=due, **fields).where(EventLogMatch.uuid.in_(rows)).execute()
+        values = {'retry_at': due, 'target_status_code': unheld_sql(), **fields}
+        EventLogMatch.update(**values).where(EventLogMatch.uuid.in_(rows)).execute()
 
 
 def mark_event(event_uuid: object, due: datetime | None) -> None:
@@ -137,7 +155,10 @@ class Claimed:
 
 def _claim(model: type[EventLog | EventLogMatch], key: object, due: datetime | None) -> bool:
     """Take one piece of work whose due time is still ``due`` (the value read): no one took it since."""
-    return model.update(retry_at=deadline()).where((model.uuid == key) & (model.retry_at == due)).execute() == 1
+    values: dict[str, Any] = {'retry_at': deadline()}
+    if model is EventLogMatch:
+        values['target_status_code'] = unheld_sql()
+    return model.update(**values).where((model.uuid == key) & (model.retry_at == due)).execute() == 1
 
 
 def _claim_batch(cutoff: datetime, limit: int, after: tuple | None, keep_schedule: bool) -> Claimed:

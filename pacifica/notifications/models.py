@@ -45,6 +45,8 @@ DELIVERY_STATES = ('pending', 'delivered', 'denied', 'failed')
 POLICY_SKIPPED = 'skipped'
 #: What ``target_status_code`` says while an attempt is being sent.
 SENDING = 'sending'
+#: What it says of an attempt whose process stopped while sending (its outcome unknown; see :mod:`due`).
+INTERRUPTED = 'interrupted'
 
 
 def utcnow() -> datetime:

@@ -154,7 +154,8 @@ def dispatch_orm_event(
             if not row.is_delivered() and not due.in_flight(row, now)
         ]
         if fields and rows:
-            EventLogMatch.update(**fields).where(EventLogMatch.uuid.in_([row.uuid for row in rows])).execute()
+            values = {'target_status_code': due.unheld_sql(), **fields}
+            EventLogMatch.update(**values).where(EventLogMatch.uuid.in_([row.uuid for row in rows])).execute()
     pending: dict[str, list[EventLogMatch]] = defaultdict(list)
     for row in rows:
         pending[row.event_match.user].append(row)
@@ -405,7 +406,9 @@ class _Delivery:
     def put_back(self, countdown: float) -> None:
         """Give back a claimed attempt that never left (its target was busy) and queue it for later."""
         EventLogMatch.update(
-            attempts=self.number - 1, target_status_code=self.row.target_status_code, retry_at=due.deadline(countdown)
+            attempts=self.number - 1,
+            target_status_code=due.unheld(self.row.target_status_code),
+            retry_at=due.deadline(countdown),
         ).where((EventLogMatch.uuid == self.row.uuid) & (EventLogMatch.last_attempt == self.stamp)).execute()
         _later(self.scheduler.deliver_later, str(self.row.uuid), self.number, countdown)
         self.outcome.deferred += 1

@@ -133,7 +133,7 @@ def _make_due(sub: EventMatch, event_uuid: uuid.UUID, row: EventLogMatch | None)
         return EventLogMatch.create(
             event_log=event_uuid, event_match=sub.uuid, created=utcnow(), retry_at=due.deadline(), **policy
         ).uuid
-    EventLogMatch.update(attempts=0, retry_at=due.deadline(), **policy).where(EventLogMatch.uuid == row.uuid).execute()
+    due.mark([row.uuid], due.deadline(), attempts=0, **policy)
     return row.uuid
 
 
