@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +97,14 @@ class Runner:
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(60)
+
+    def crash(self) -> None:
+        """Kill the runner as a crash would, and remove what it extracted (it had no chance to)."""
+        self.proc.kill()
+        self.proc.wait(60)
+        for line in self.output().splitlines():
+            if 'extracting' in line:
+                shutil.rmtree(Path(line.split()[-1]).parent, ignore_errors=True)
 
 
 def subscriptions_of(stack, user: str) -> list[dict]:
@@ -212,3 +221,29 @@ def test_a_job_stopped_at_shutdown_runs_at_the_next_start(stack, case, peers, tm
             second.stop()
     finally:
         del stack.env['SLOW_FLAG_FILE']
+
+
+def test_after_a_crash_the_subscription_is_live_again_and_what_was_missed_is_processed(stack, case, peers, tmp_path):
+    """Killed, the runner could not unsubscribe: the service then disabled the subscription whose target was gone."""
+    user, _path = case
+    event, cart, ingest = peers
+    zip_path = build_zip(tmp_path)
+    first = Runner(zip_path, stack, user, cart, ingest, tmp_path / 'work')
+    try:
+        first.wait_for('running: subscription')
+    finally:
+        first.crash()
+    (sub,) = subscriptions_of(stack, user)
+    stack.post_event(event)
+    wait_until(lambda: subscriptions_of(stack, user)[0]['disabled'], 60, what='the subscription disabled')
+    second = Runner(zip_path, stack, user, cart, ingest, tmp_path / 'work')
+    try:
+        second.wait_for('job 1: done')
+        assert 'the last run did not stop; asked again for what was missed since' in second.output()
+        (again,) = subscriptions_of(stack, user)
+        assert (again['uuid'], again['disabled'], again['error']) == (sub['uuid'], None, None)
+        assert again['target_url'] != sub['target_url']  # the new run listens on another port
+    finally:
+        assert second.stop() == 0
+    (transaction,) = ingest.transactions
+    assert set(transaction.files.values()) == {b'FOO\n'}

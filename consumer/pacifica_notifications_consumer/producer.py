@@ -3,12 +3,17 @@
 The subscription's uuid is kept in the work folder, so a runner started again
 on the same work folder takes up its own subscription: it re-enables it if
 the service disabled it (a target that failed), makes a new one if it was
-deleted, and points it at the current jsonpath and public URL.
+deleted, and points it at the current jsonpath and public URL.  A clean stop
+deletes the subscription and forgets it; finding it still there at start means
+the last run ended without stopping (killed, or its host went down), and what
+the service could not deliver since that run began is asked for again
+(:meth:`Producer.replay`).
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,9 @@ from .package import ConsumerError
 
 #: Seconds to wait for the service.
 TIMEOUT = 30
+
+#: How far before a run's start its replay begins: the service's clock may be behind ours.
+CLOCK_MARGIN = timedelta(minutes=5)
 
 
 class Producer:
@@ -37,27 +45,41 @@ class Producer:
 
     def _answer(self, resp: requests.Response, doing: str) -> dict[str, Any]:
         if resp.status_code != 200:
-            try:
-                why = resp.json().get('message', resp.text)
-            except ValueError:
-                why = resp.text
-            raise ConsumerError(f'the producer refused to {doing}: {resp.status_code} {why}'.strip())
+            raise ConsumerError(f'the producer refused to {doing}: {_why(resp)}')
         return resp.json()
 
-    def subscribe(self, state_file: Path, name: str, jsonpath: str, target_url: str) -> dict[str, Any]:
-        """This consumer's subscription, live and current: the one in ``state_file`` if it exists, else a new one."""
+    def subscribe(self, state_file: Path, name: str, jsonpath: str, target_url: str) -> tuple[dict[str, Any], str]:
+        """This consumer's subscription, live and current: the one in ``state_file`` if it exists, else a new one.
+
+        Also returns when the last run began if it ended without stopping (else
+        an empty string): the start of what may have been missed.
+        """
         fields = {'name': name, 'jsonpath': jsonpath, 'target_url': target_url}
         known = json.loads(state_file.read_text()) if state_file.exists() else {}
+        began = (datetime.now(timezone.utc) - CLOCK_MARGIN).isoformat(timespec='seconds')
+        sub = None
         if known.get('subscription'):
             resp = self._call('GET', f'/eventmatch/{known["subscription"]}')
             if resp.status_code == 200:
                 again = self._call(
                     'PUT', f'/eventmatch/{known["subscription"]}', {**fields, 'disabled': None, 'error': None}
                 )
-                return self._answer(again, 'update the subscription')
-        sub = self._answer(self._call('POST', '/eventmatch', fields), 'create the subscription')
-        state_file.write_text(json.dumps({'subscription': sub['uuid']}))
-        return sub
+                sub = self._answer(again, 'update the subscription')
+        if sub is None:
+            sub = self._answer(self._call('POST', '/eventmatch', fields), 'create the subscription')
+        state_file.write_text(json.dumps({'subscription': sub['uuid'], 'since': began}))
+        return sub, known.get('since', '')
+
+    def replay(self, sub_uuid: str, since: str) -> str:
+        """Ask the service to send again what this subscription has not received since ``since``; say what came of it.
+
+        Not a reason to stop: work still under way (409) will be delivered anyway,
+        and a span the service will not replay (400) is said as it is.
+        """
+        resp = self._call('POST', f'/eventmatch/{sub_uuid}/replay', {'since': since})
+        if resp.status_code == 200:
+            return f'asked again for what was missed since {since}: {resp.json()["queued"]} event(s)'
+        return f'could not ask again for what was missed since {since}: {_why(resp)}'
 
     def secret(self, sub_uuid: str) -> str:
         """The subscription's signing secret, to check each delivery with."""
@@ -69,3 +91,12 @@ class Producer:
         if resp.status_code not in (200, 403):
             self._answer(resp, 'delete the subscription')
         state_file.unlink(missing_ok=True)
+
+
+def _why(resp: requests.Response) -> str:
+    """A refusal in one line: the status and the service's message."""
+    try:
+        why = resp.json().get('message', resp.text)
+    except ValueError:
+        why = resp.text
+    return f'{resp.status_code} {why}'.strip()

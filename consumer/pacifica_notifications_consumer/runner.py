@@ -121,9 +121,11 @@ class Runner:
         self.endpoint.start()
         public = args.public_url or f'http://{host or "127.0.0.1"}:{self.endpoint.port}/receive'
         self.say(f'[6/6] subscribing at {args.producer_url} as {args.user}, delivering to {public}')
-        self.sub = self.producer.subscribe(self.state_file, self.ident, self.package.jsonpath, public)
+        self.sub, missed_since = self.producer.subscribe(self.state_file, self.ident, self.package.jsonpath, public)
         self.endpoint.secret = self.producer.secret(self.sub['uuid'])
         self.endpoint.accepting.set()
+        if missed_since:
+            self.say(f'      the last run did not stop; {self.producer.replay(self.sub["uuid"], missed_since)}')
         self.say(f'running: subscription {self.sub["uuid"]}, {args.workers} worker(s); Ctrl-C stops')
 
     def job_env(self) -> dict[str, str]:
