@@ -13,7 +13,6 @@ the service could not deliver since that run began is asked for again
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,6 @@ from .package import ConsumerError
 
 #: Seconds to wait for the service.
 TIMEOUT = 30
-
-#: How far before a run's start its replay begins: the service's clock may be behind ours.
-CLOCK_MARGIN = timedelta(minutes=5)
 
 
 class Producer:
@@ -56,7 +52,6 @@ class Producer:
         """
         fields = {'name': name, 'jsonpath': jsonpath, 'target_url': target_url}
         known = json.loads(state_file.read_text()) if state_file.exists() else {}
-        began = (datetime.now(timezone.utc) - CLOCK_MARGIN).isoformat(timespec='seconds')
         sub = None
         if known.get('subscription'):
             resp = self._call('GET', f'/eventmatch/{known["subscription"]}')
@@ -67,7 +62,8 @@ class Producer:
                 sub = self._answer(again, 'update the subscription')
         if sub is None:
             sub = self._answer(self._call('POST', '/eventmatch', fields), 'create the subscription')
-        state_file.write_text(json.dumps({'subscription': sub['uuid'], 'since': began}))
+        # The service's own time of the change (so no clock skew): from then on this run was subscribed.
+        state_file.write_text(json.dumps({'subscription': sub['uuid'], 'since': sub['updated']}))
         return sub, known.get('since', '')
 
     def replay(self, sub_uuid: str, since: str) -> str:
