@@ -94,12 +94,12 @@ def test_a_second_replay_while_one_runs_is_409(stack, case):
 @pytest.mark.parametrize(
     'body, words',
     [
-        ({}, 'since: required'),
+        ({}, "body: 'since' is a required property"),
         ({'since': 'last week'}, 'not an ISO 8601'),
-        ({'since': 5}, 'since: expected an ISO 8601'),
+        ({'since': 5}, "since: 5 is not of type 'string'"),
         ({'since': '2026-01-02T00:00:00Z', 'until': '2026-01-01T00:00:00Z'}, 'until must be later'),
         ({'since': '2026-01-01T00:00:00Z', 'until': '2026-01-09T00:00:00Z'}, 'at most 7 days'),
-        ({'since': '2026-01-01T00:00:00Z', 'colour': 'red'}, 'unknown field(s): colour'),
+        ({'since': '2026-01-01T00:00:00Z', 'colour': 'red'}, "('colour' was unexpected)"),
         ({'since': '2026-01-01T00:00:00Z', 'until': '0001-01-01T00:00:00+20:01'}, 'from year 1 to 9999'),
     ],
 )

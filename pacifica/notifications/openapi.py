@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the REST API, served at ``GET /openapi.json``.
 
 Request bodies are the JSON Schemas the handlers validate with, by reference
-(:data:`subscriptions.SCHEMA`, :data:`subscriptions.ROTATE_SCHEMA`, the
+(:data:`subscriptions.SCHEMA`, :data:`subscriptions.ROTATE_SCHEMA`, :data:`replay.SCHEMA`, the
 delivery states and modes of :mod:`models`), never copies, so the document
 cannot drift from what the service enforces.  The response schemas are
 written here, once each, as the handlers build them
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import __version__, history, rest, subscriptions
+from . import __version__, history, replay, rest, subscriptions
 from .config import settings
 from .models import DELIVERY_STATES
 
@@ -208,16 +208,8 @@ EVENT_VIEW = {
     'additionalProperties': False,
 }
 
-#: What ``POST /eventmatch/<uuid>/replay`` takes.
-REPLAY = {
-    'type': 'object',
-    'properties': {
-        'since': {'type': 'string', 'format': 'date-time'},
-        'until': {'type': ['string', 'null'], 'format': 'date-time', 'description': 'Null or left out: now.'},
-    },
-    'required': ['since'],
-    'additionalProperties': False,
-}
+#: What ``POST /eventmatch/<uuid>/replay`` takes (:data:`replay.SCHEMA`).
+REPLAY = replay.SCHEMA
 
 #: What a replay answers: how many deliveries it queued.
 REPLAY_QUEUED = {

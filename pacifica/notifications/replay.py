@@ -20,6 +20,7 @@ from peewee import SqliteDatabase
 
 from . import due, jsonpath
 from .binding import DB, write_transaction
+from .bodies import Checker
 from .config import settings
 from .errors import ClientError, Conflict
 from .models import POLICY_SKIPPED, EventLog, EventLogMatch, EventMatch, utcnow
@@ -30,12 +31,24 @@ LOG = logging.getLogger(__name__)
 BATCH = 500
 
 
+#: What ``POST /eventmatch/<uuid>/replay`` takes; the dates' sense is checked by :func:`window`.
+SCHEMA = {
+    'type': 'object',
+    'properties': {
+        'since': {'type': 'string', 'format': 'date-time'},
+        'until': {'type': ['string', 'null'], 'format': 'date-time', 'description': 'Null or left out: now.'},
+    },
+    'required': ['since'],
+    'additionalProperties': False,
+}
+
+_CHECKER = Checker(SCHEMA)
+
+
 def _when(body: dict, key: str) -> datetime | None:
     value = body.get(key)
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise ClientError(f'{key}: expected an ISO 8601 date and time, not {type(value).__name__}')
     try:
         parsed = datetime.fromisoformat(value.strip().replace('Z', '+00:00').replace('z', '+00:00'))
         if parsed.tzinfo is not None:  # the log keeps UTC without a zone; a time without one is taken as UTC
@@ -47,14 +60,9 @@ def _when(body: dict, key: str) -> datetime | None:
 
 def window(body: Any, now: datetime | None = None) -> tuple[datetime, datetime]:
     """The span a replay body asks for, checked: ``since`` required, ``until`` (default now) after it, not too long."""
-    if not isinstance(body, dict):
-        raise ClientError('body must be a JSON object')
-    unknown = sorted(set(body) - {'since', 'until'})
-    if unknown:
-        raise ClientError(f'unknown field(s): {", ".join(unknown)}')
+    _CHECKER.check(body)
     since = _when(body, 'since')
-    if since is None:
-        raise ClientError('since: required (an ISO 8601 date and time)')
+    assert since is not None  # required by the schema
     until = _when(body, 'until') or now or utcnow()
     if until <= since:
         raise ClientError('until must be later than since')

@@ -11,10 +11,8 @@ import uuid
 from datetime import timedelta
 from urllib.parse import urlparse
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
-
 from . import cloudevents, sealing, signing, statements
+from .bodies import Checker
 from .config import settings
 from .errors import ClientError, NotVisible
 from .jsonpath import JsonPathError
@@ -91,29 +89,12 @@ ROTATE_SCHEMA = {
     'additionalProperties': False,
 }
 
-_VALIDATOR = Draft202012Validator(SCHEMA)
-_ROTATE_VALIDATOR = Draft202012Validator(ROTATE_SCHEMA)
-
-
-def _schema_message(error: ValidationError) -> str:
-    where = '.'.join(str(part) for part in error.absolute_path) or 'body'
-    if error.validator == 'maxProperties':
-        return f"{where}: needs a 'type' ('basic' or 'header'), or must be {{}}"
-    if error.validator == 'type' and error.validator_value == 'null':
-        return f'{where}: can only be set to null (to re-enable the subscription)'
-    if error.validator == 'pattern':
-        return f'{where}: {error.instance!r} contains characters not allowed here'
-    return f'{where}: {error.message}'
+_CHECKER = Checker(SCHEMA)
+_ROTATE_CHECKER = Checker(ROTATE_SCHEMA)
 
 
 #: Fields stored as plain text, where SQL databases cannot all keep a NUL character.
 TEXT_FIELDS = ('name', 'jsonpath', 'target_url', 'error')
-
-
-def _check_schema(validator: Draft202012Validator, body: dict) -> None:
-    error = best_match(validator.iter_errors(body))
-    if error is not None:
-        raise ClientError(_schema_message(error))
 
 
 def _check_signing_secret(key: str, value: object) -> str:
@@ -125,7 +106,7 @@ def _check_signing_secret(key: str, value: object) -> str:
 
 def validate(body: dict) -> None:
     """Check a client's fields against :data:`SCHEMA`, the jsonpath parser, URL and CloudEvents rules."""
-    _check_schema(_VALIDATOR, body)
+    _CHECKER.check(body)
     for key in TEXT_FIELDS:
         if isinstance(body.get(key), str) and '\x00' in body[key]:
             raise ClientError(f'{key}: must not contain NUL characters')
@@ -248,7 +229,7 @@ def rotate(sub: EventMatch, body: dict) -> dict:
     For ``secret_rotation_grace`` seconds deliveries are signed with the old
     secret too, so a subscriber can change over without missing a delivery.
     """
-    _check_schema(_ROTATE_VALIDATOR, body)
+    _ROTATE_CHECKER.check(body)
     new = _check_signing_secret('key', body['key']) if 'key' in body else signing.new_secret()
     now = utcnow()
     grace = settings().secret_rotation_grace
