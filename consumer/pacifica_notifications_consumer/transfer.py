@@ -26,8 +26,10 @@ So we speak their wire formats with ``requests``, which the package already depe
   state, which ``GET {ingest}/get_state?job_id=N`` reports until ``complete`` (or ``FAILED``).  The
   ingest service asks the policy service itself, so ``upload()`` needs no policy URL.
 
-``download()`` was run against a real pacifica-cartd 0.7.0 with its archive interface, and a bundle
-``upload()`` makes through pacifica-ingest 0.4.1's own ingest task (see ``tests/pacifica_fakes.py``).
+Both are tested against the real services from PyPI (``tests/test_real_pacifica.py``:
+pacifica-cartd 0.7.0 and pacifica-archiveinterface 0.4.2; pacifica-ingest 0.4.1 with
+pacifica-uniqueid, pacifica-metadata and pacifica-policy), and against the stand-ins of
+``tests/pacifica_fakes.py`` for what the real ones cannot be made to do on demand.
 """
 
 from __future__ import annotations
@@ -297,12 +299,30 @@ def _wait_for_cart(http: requests.Session, cart: str, timeout: float) -> None:
             hint = ''
             if 'hash does not match' in message:
                 hint = ' (the archive holds a file whose content differs from the hashsum in the event)'
-            why = message if len(message) <= 500 else message[:500] + '...'
+            why = _cart_reason(message)
             raise TransferError(f'the cart service could not gather the files: {why or answer.status_code}{hint}')
         if time.monotonic() + pause > deadline:
             raise TransferError(f'the cart service is still {status or answer.status_code} after {timeout:g} s')
         time.sleep(pause)
         pause = min(pause * 2, 2.0)
+
+
+def _cart_reason(message: str, limit: int = 500) -> str:
+    """A cart's error in one readable line.
+
+    cartd passes on the archive interface's answer as it came: a JSON error
+    page, quoted, about 3 KB with the traceback first.  Put in its place the
+    exception it reports (its traceback's last line, which names the file).
+    """
+    start, end = message.find('"{'), message.rfind('}"')
+    if 0 <= start < end:
+        try:
+            page = json.loads(json.loads(message[start : end + 2]))
+            lines = [line for line in str(page.get('traceback') or '').splitlines() if line.strip()]
+            message = message[:start] + (lines[-1].strip() if lines else str(page.get('message'))) + message[end + 2 :]
+        except (ValueError, AttributeError):
+            pass
+    return message if len(message) <= limit else message[:limit] + '...'
 
 
 def _extract_cart(http: requests.Session, cart: str, downloads: Path, wanted: set[PurePosixPath]) -> None:
@@ -363,6 +383,8 @@ def transaction_metadata(
     fields = proposal_to_project(attributes)
     fields.pop('Transactions._id', None)
     records = [{'destinationTable': table, 'value': value} for table, value in fields.items()]
+    for key, value in key_values.items():
+        _check_key_value(key, value)
     records += [
         {'destinationTable': 'TransactionKeyValue', 'key': key, 'value': value}
         for key, value in key_values.items()
@@ -370,6 +392,23 @@ def transaction_metadata(
     ]
     records.append({'destinationTable': 'TransactionKeyValue', 'key': MARK_KEY, 'value': ident})
     return records
+
+
+#: The longest key or value the metadata service stores (a varchar(255) column).
+KEY_VALUE_LIMIT = 255
+
+
+def _check_key_value(key: Any, value: Any) -> None:
+    """Refuse a key-value the metadata service cannot store, before anything is sent.
+
+    The metadata service checks them only after ingest has filed the files in
+    the archive, so a bad one would leave files there that no transaction lists.
+    """
+    for part, what in ((key, 'a key-value key'), (value, f'key-value {key!r}')):
+        if isinstance(part, bool) or not isinstance(part, (str, int, float)):
+            raise TransferError(f'{what}: must be text or a number, not {type(part).__name__}')
+        if len(str(part)) > KEY_VALUE_LIMIT:
+            raise TransferError(f'{what}: longer than the {KEY_VALUE_LIMIT} characters the metadata service keeps')
 
 
 class _Hashing:

@@ -18,17 +18,11 @@ pacifica-ingest 0.4.1 (``pacifica/ingest/rest.py``, ``tasks.py``, ``tarutils.py`
   member for each Files record, and its content matching the record's hash.  What was ingested is kept
   in :attr:`FakeIngest.transactions` for the tests to inspect.
 
-Checked against the real thing: pacifica-cartd 0.7.0 with pacifica-archiveinterface 0.4.2 (posix backend)
-and a Celery worker were installed in a throwaway virtual environment and started (SQLite via
-``PEEWEE_URL=sqlite://...``; ``sqliteext://``, cartd's default, is gone from peewee 4; broker
-``sqla+sqlite://`` with SQLAlchemy added; a ``cpconfig.ini`` written by hand).  ``download()`` fetched a
-cart from it, and the answers above (headers, status codes, tar layout, the hash-mismatch message, the
-202 after an error) were recorded from it.  The real ingest service was not run as a service: it also
-needs pacifica-uniqueid, pacifica-metadata (a database) and pacifica-policy, which needs the metadata
-service, beside an archive interface and a broker.  Its ``ingest`` task (pacifica-ingest 0.4.1) was run on a
-bundle ``upload()`` makes, with only the job-state database, the uniqueid, policy and metadata calls stubbed,
-against the real archive interface: it validated both files' hashes and stored them.  This fake follows
-that code.
+The real services run in ``test_real_pacifica.py`` (see ``pacifica_real``); these stand-ins stay for
+what the real ones cannot be made to do on demand (a cart that stays staging, a failure at each
+ingest task, a bundle to inspect) and for speed.  Their answers (headers, status codes, tar layout,
+the hash-mismatch message, the 202 after an error) were recorded from pacifica-cartd 0.7.0 with
+pacifica-archiveinterface 0.4.2; the ingest checks follow pacifica-ingest 0.4.1's ingest task.
 """
 
 from __future__ import annotations

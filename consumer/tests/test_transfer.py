@@ -18,15 +18,11 @@ from typing import Any
 
 import pytest
 from jsonpath2 import Path as JSONPath
+from pacifica_fakes import HASH_MISMATCH, FakeCart, FakeIngest
+from transfer_helpers import CONSUMER, EXAMPLE_MAIN, FIXTURE, settle, write_src
 
-CONSUMER = Path(__file__).resolve().parents[1]
-if str(CONSUMER) not in sys.path:
-    sys.path.insert(0, str(CONSUMER))
-
-from pacifica_fakes import HASH_MISMATCH, FakeCart, FakeIngest  # noqa: E402
-
-from pacifica_notifications_consumer import transfer  # noqa: E402
-from pacifica_notifications_consumer.transfer import (  # noqa: E402
+from pacifica_notifications_consumer import transfer
+from pacifica_notifications_consumer.transfer import (
     FAILURES_ENV,
     MARK_KEY,
     TransferError,
@@ -37,15 +33,10 @@ from pacifica_notifications_consumer.transfer import (  # noqa: E402
     upload,
 )
 
-#: A real event captured from pacifica-metadata (the same file as ../shared/fixtures/).
-FIXTURE = CONSUMER.parent / 'tests' / 'fixtures' / 'metadata-ingest-event.json'
 SEED = CONSUMER.parent.parent / 'shared' / 'seed' / '000_db9faffe92a495d0.txt'
 
 TEXT = b'Hello, Pacifica!\nA second line, with numbers 123.\n'
 PICTURE = bytes(range(256))  # not UTF-8: must travel as bytes
-
-#: The original design's example entry point, verbatim (it must run unchanged): the repository's copy.
-EXAMPLE_MAIN = (CONSUMER.parent / 'tests' / 'fixtures' / 'seed_consumer' / '__main__.py').read_text(encoding='utf-8')
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -73,36 +64,9 @@ def ingest_event() -> dict[str, Any]:
 ARCHIVE = {'2001': TEXT, '2002': PICTURE}
 
 
-def write_src(folder: Path, event: dict[str, Any]) -> Path:
-    src = folder / 'src'
-    src.mkdir(parents=True)
-    (src / 'notification.json').write_text(json.dumps(event), encoding='utf-8')
-    return src
-
-
-def settle(promise: Any) -> Any:
-    """The promise's value, or the exception it was rejected with (received here, so not reported at exit)."""
-    try:
-        return promise.get()
-    except Exception as exc:  # noqa: BLE001 - any rejection is the result under test
-        return exc
-
-
 def table(event: dict[str, Any], destination: str) -> list[Any]:
     query = f'$["data"][*][?(@["destinationTable"] = "{destination}")]["value"]'
     return [match.current_value for match in JSONPath.parse_str(query).match(event)]
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_rejections(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Rejections a test leaves unhandled are its own business: drop them, or exit would print them."""
-    monkeypatch.delenv(FAILURES_ENV, raising=False)
-    monkeypatch.delenv('PACIFICA_CART_URL', raising=False)
-    monkeypatch.delenv('PACIFICA_INGEST_URL', raising=False)
-    monkeypatch.delenv('PACIFICA_CONSUMER_ID', raising=False)
-    yield
-    with transfer._lock:
-        transfer._unhandled.clear()
 
 
 @pytest.fixture
@@ -359,6 +323,25 @@ def test_upload_without_an_uploads_folder_or_ingest_url_says_so(tmp_path: Path, 
     error = settle(upload(write_uploads(tmp_path), {}, {}))
     assert isinstance(error, TransferError)
     assert 'PACIFICA_INGEST_URL' in str(error)
+    assert ingest.bundles == []
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    'key_values, words',
+    [
+        ({'k': None}, "key-value 'k': must be text or a number, not NoneType"),
+        ({'k': [1, 2]}, "key-value 'k': must be text or a number, not list"),
+        ({'k': True}, "key-value 'k': must be text or a number, not bool"),
+        ({'k': 'x' * 256}, "key-value 'k': longer than the 255 characters"),
+        ({'k' * 256: 'v'}, 'a key-value key: longer than the 255 characters'),
+    ],
+)
+def test_a_key_value_the_metadata_service_cannot_store_is_refused_before_sending(
+    tmp_path: Path, ingest: FakeIngest, key_values: dict, words: str
+) -> None:
+    error = settle(upload(write_uploads(tmp_path), {'Transactions.project': 'p'}, key_values, ingest_url=ingest.url))
+    assert isinstance(error, TransferError) and words in str(error), error
     assert ingest.bundles == []
 
 

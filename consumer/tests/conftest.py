@@ -1,0 +1,28 @@
+"""What every consumer test shares: the library importable from this checkout, and a clean slate around each test."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CONSUMER = Path(__file__).resolve().parents[1]
+if str(CONSUMER) not in sys.path:
+    sys.path.insert(0, str(CONSUMER))
+
+from pacifica_notifications_consumer import transfer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _own_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No service URL or failure file from the caller's environment; rejections a test leaves are its own.
+
+    Left in the library, an unhandled rejection would be printed at exit.
+    """
+    for name in (transfer.FAILURES_ENV, 'PACIFICA_CART_URL', 'PACIFICA_INGEST_URL', 'PACIFICA_CONSUMER_ID'):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    with transfer._lock:
+        transfer._unhandled.clear()
