@@ -3,7 +3,9 @@
 Real processes throughout: this service (API and worker), the runner (which
 makes the consumer's virtual environment with pip), the entry point, and the
 cart and ingest stand-ins of ``consumer/tests/pacifica_fakes.py`` (real HTTP
-servers speaking those services' protocols).
+servers speaking those services' protocols); and once with the real Pacifica
+services of ``consumer/tests/pacifica_real.py``, the metadata service's events
+coming through this service.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import uuid
 import zipfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import requests
@@ -28,11 +31,19 @@ from .procs import script, wait_until
 REPO = Path(__file__).resolve().parent.parent
 SEED_CONSUMER = FIXTURES / 'seed_consumer'
 
-_spec = importlib.util.spec_from_file_location('pacifica_fakes', REPO / 'consumer' / 'tests' / 'pacifica_fakes.py')
-assert _spec is not None and _spec.loader is not None
-fakes = sys.modules.setdefault('pacifica_fakes', importlib.util.module_from_spec(_spec))
-if not hasattr(fakes, 'FakeCart'):
-    _spec.loader.exec_module(fakes)
+
+def consumer_test_module(name: str) -> ModuleType:
+    """A helper module of consumer/tests (a folder, not a package), loaded once under its own name."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / 'consumer' / 'tests' / f'{name}.py')
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+fakes = consumer_test_module('pacifica_fakes')
+real = consumer_test_module('pacifica_real')
 
 #: The seed's fixture event under a new id; its third Files record has no ``_id``, which download()
 #: refuses (consumer/tests/test_transfer.py): here it gets one.
@@ -74,11 +85,11 @@ def command(zip_path: Path, stack, user: str, work: Path, *extra: str) -> list[s
 class Runner:
     """``start-pacifica-notifications-consumer`` in a process of its own, its output kept."""
 
-    def __init__(self, zip_path: Path, stack, user: str, cart, ingest, work: Path):
+    def __init__(self, zip_path: Path, stack, user: str, cart_url: str, ingest_url: str, work: Path):
         self.log = work.parent / f'{work.name}.log'
         self.work = work
         self.proc = subprocess.Popen(
-            command(zip_path, stack, user, work, '--cart-url', cart.url, '--ingest-url', ingest.url, '--grace', '5'),
+            command(zip_path, stack, user, work, '--cart-url', cart_url, '--ingest-url', ingest_url, '--grace', '5'),
             stdout=self.log.open('w'),
             stderr=subprocess.STDOUT,
             env=stack.env,
@@ -122,7 +133,7 @@ def peers():
 def test_the_seed_example_runs_end_to_end(stack, case, peers, tmp_path):
     user, _path = case
     event, cart, ingest = peers
-    runner = Runner(build_zip(tmp_path), stack, user, cart, ingest, tmp_path / 'work')
+    runner = Runner(build_zip(tmp_path), stack, user, cart.url, ingest.url, tmp_path / 'work')
     try:
         runner.wait_for('running: subscription')
         (sub,) = subscriptions_of(stack, user)
@@ -143,7 +154,7 @@ def test_a_failing_entry_point_is_recorded_with_its_stderr(stack, case, peers, t
     user, _path = case
     event, cart, ingest = peers
     main = 'import sys\nprint("cannot work on this", file=sys.stderr)\nsys.exit(3)\n'
-    runner = Runner(build_zip(tmp_path, **{'__main__.py': main}), stack, user, cart, ingest, tmp_path / 'work')
+    runner = Runner(build_zip(tmp_path, **{'__main__.py': main}), stack, user, cart.url, ingest.url, tmp_path / 'work')
     try:
         runner.wait_for('running: subscription')
         stack.post_event(event)
@@ -202,7 +213,7 @@ def test_a_job_stopped_at_shutdown_runs_at_the_next_start(stack, case, peers, tm
     stack.env['SLOW_FLAG_FILE'] = str(flag)
     try:
         zip_path = build_zip(tmp_path, **{'__main__.py': SLOW_MAIN})
-        first = Runner(zip_path, stack, user, cart, ingest, tmp_path / 'work')
+        first = Runner(zip_path, stack, user, cart.url, ingest.url, tmp_path / 'work')
         try:
             first.wait_for('running: subscription')
             stack.post_event(event)
@@ -212,7 +223,7 @@ def test_a_job_stopped_at_shutdown_runs_at_the_next_start(stack, case, peers, tm
         assert 'job 1: stopped at shutdown; queued for the next start' in first.output()
         assert subscriptions_of(stack, user) == []
         flag.unlink()
-        second = Runner(zip_path, stack, user, cart, ingest, tmp_path / 'work')
+        second = Runner(zip_path, stack, user, cart.url, ingest.url, tmp_path / 'work')
         try:
             second.wait_for('job 1: done')
             assert '1 job(s) queued' in second.output()
@@ -228,7 +239,7 @@ def test_after_a_crash_the_subscription_is_live_again_and_what_was_missed_is_pro
     user, _path = case
     event, cart, ingest = peers
     zip_path = build_zip(tmp_path)
-    first = Runner(zip_path, stack, user, cart, ingest, tmp_path / 'work')
+    first = Runner(zip_path, stack, user, cart.url, ingest.url, tmp_path / 'work')
     try:
         first.wait_for('running: subscription')
     finally:
@@ -236,7 +247,7 @@ def test_after_a_crash_the_subscription_is_live_again_and_what_was_missed_is_pro
     (sub,) = subscriptions_of(stack, user)
     stack.post_event(event)
     wait_until(lambda: subscriptions_of(stack, user)[0]['disabled'], 60, what='the subscription disabled')
-    second = Runner(zip_path, stack, user, cart, ingest, tmp_path / 'work')
+    second = Runner(zip_path, stack, user, cart.url, ingest.url, tmp_path / 'work')
     try:
         second.wait_for('job 1: done')
         assert 'the last run did not stop; asked again for what was missed since' in second.output()
@@ -247,3 +258,76 @@ def test_after_a_crash_the_subscription_is_live_again_and_what_was_missed_is_pro
         assert second.stop() == 0
     (transaction,) = ingest.transactions
     assert set(transaction.files.values()) == {b'FOO\n'}
+
+
+#: The example's jsonpath2.txt asks for the seed's source; the real metadata service sends a URL there.
+REAL_SOURCE_JSONPATH = (
+    '$[?(@["eventID"] and (@["eventType"] = "org.pacifica.metadata.ingest"))]'
+    '["data"][*][?((@["destinationTable"] = "Files") and (@["mimetype"] = "text/plain"))]["_id"]'
+)
+
+
+@pytest.fixture
+def real_pacifica(stack, tmp_path):
+    """The real Pacifica services (see consumer/tests/pacifica_real.py), the metadata service posting to this stack."""
+    try:
+        python = real.services_python()
+    except real.IndexUnreachable as exc:
+        pytest.skip(f'the real Pacifica services cannot be installed here: {exc}')
+    missing = real.postgres_missing()
+    if missing:
+        pytest.skip(f'the ingest services keep their data in PostgreSQL: {missing}')
+    services = real.PacificaServices(python, tmp_path / 'pacifica', notify_url=stack.api.url + '/receive')
+    try:
+        yield services, services.cart(), services.ingest()
+    finally:
+        services.close()
+
+
+def test_the_seed_example_runs_on_real_pacifica_events(stack, case, real_pacifica, tmp_path):
+    """An instrument's upload, the metadata service's event through this service, the example run, its output filed.
+
+    The output's own event comes back to the consumer too (its files are text) and is dropped by its mark.
+    """
+    from pacifica_notifications_consumer.transfer import MARK_KEY, upload
+
+    user, _path = case
+    services, cart_url, pacifica = real_pacifica
+    runner = Runner(
+        build_zip(tmp_path, **{'jsonpath2.txt': REAL_SOURCE_JSONPATH}),
+        stack,
+        user,
+        cart_url,
+        pacifica.ingest,
+        tmp_path / 'work',
+    )
+    try:
+        runner.wait_for('running: subscription')
+        (sub,) = subscriptions_of(stack, user)
+        instrument = tmp_path / 'instrument'
+        (instrument / 'uploads' / 'run1').mkdir(parents=True)
+        (instrument / 'uploads' / 'run1' / 'notes.txt').write_bytes(b'measured at noon\n')
+        attributes = {'Transactions.submitter': 10, 'Transactions.project': '1234a', 'Transactions.instrument': 54}
+        source = upload(instrument, attributes, {}, ingest_url=pacifica.ingest, consumer_id='an-instrument').get()
+        runner.wait_for('job 1: done')
+
+        def deliveries() -> list[dict]:
+            url = f'{stack.api.url}/eventmatch/{sub["uuid"]}/deliveries'
+            return requests.get(url, headers={'Http-Remote-User': user}, timeout=10).json()['items']
+
+        wait_until(lambda: len(deliveries()) == 2, 120, what="the output's own event delivered")
+        assert all(entry['state'] == 'delivered' for entry in deliveries()), deliveries()
+        output_uuid = deliveries()[0]['event_uuid']  # newest first
+        output = requests.get(f'{stack.api.url}/events/{output_uuid}', headers={'Http-Remote-User': user}, timeout=10)
+        event = output.json()['event']
+    finally:
+        status = runner.stop()
+    assert status == 0, runner.output()
+    assert 'job 2' not in runner.output()  # the output's event carries the consumer's mark: dropped
+    records = {record['destinationTable']: record for record in event['data'] if 'value' in record}
+    assert records['Transactions._id']['value'] != source['job_id']
+    key_values = {r['key']: r['value'] for r in event['data'] if r['destinationTable'] == 'TransactionKeyValue'}
+    assert str(key_values['Transactions._id']) == str(source['job_id']) and MARK_KEY in key_values
+    (filed,) = [r for r in event['data'] if r['destinationTable'] == 'Files']
+    content = requests.get(f'{pacifica.archive}/{filed["_id"]}', timeout=30).content
+    assert (filed['subdir'], filed['name'], content) == ('run1', 'notes.txt', b'MEASURED AT NOON\n'), services.logs()

@@ -20,9 +20,9 @@ instead, the kernel sends each one SIGTERM: ``PR_SET_PDEATHSIG``):
 - ``ingest()``: pacifica-uniqueid (SQLite), pacifica-metadata (PostgreSQL), pacifica-policy, and
   pacifica-ingest's server and Celery worker (PostgreSQL: its SQLite schema migration issues
   ``DROP COLUMN ... CASCADE``, which SQLite refuses), filing into the same archive interface; the
-  metadata service's CloudEvents go to :class:`EventSink`; :data:`SEED` is created in the
-  metadata service through its REST API, which is what the policy service checks an ingest
-  against.
+  metadata service's CloudEvents go to :class:`EventSink` (or to ``notify_url``: a real
+  pacifica-notifications); :data:`SEED` is created in the metadata service through its REST API,
+  which is what the policy service checks an ingest against.
 
 PostgreSQL is reached at ``$PACIFICA_TEST_POSTGRES_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``); each session creates two databases of its own
@@ -358,7 +358,7 @@ class Service:
 class PacificaServices:
     """The services of one test session; each part starts on first use and stops at :meth:`close`."""
 
-    def __init__(self, python: Path, folder: Path, postgres_url: Optional[str] = None):
+    def __init__(self, python: Path, folder: Path, postgres_url: Optional[str] = None, notify_url: str = ''):
         self.python = python
         self.bin = python.parent
         self.folder = folder
@@ -371,6 +371,7 @@ class PacificaServices:
         self.cpconfig = folder / 'cpconfig.ini'
         self.cpconfig.write_text(CHERRYPY_CONFIG, encoding='utf-8')
         self.sink: Optional[EventSink] = None
+        self.notify_url = notify_url  # where the metadata service posts its events; '' for :class:`EventSink`
         self._parts: dict[str, Any] = {}
         self._lock = threading.RLock()  # cart() and ingest() start archive() inside
 
@@ -592,7 +593,7 @@ class PacificaServices:
             'metadata',
             {
                 'database': {'peewee_url': metadata_db, **database},
-                'notifications': {'disabled': 'False', 'url': self.sink.url},
+                'notifications': {'disabled': 'False', 'url': self.notify_url or self.sink.url},
             },
         )
         metadata_env = _clean_env(HOME=str(self.home), METADATA_CONFIG=str(metadata))
