@@ -101,7 +101,10 @@ def start_in(due: datetime | None, now: datetime) -> float:
 
 
 def mark(rows: list, due: datetime | None, **fields: Any) -> None:
-    """Set the due time of these log rows (None: their work is done), with any other ``fields``."""
+    """Set the due time of these log rows (None: their work is done), with any other ``fields``.
+
+    Ends any hold on them (:func:`unheld`).
+    """
     if rows:
         values = {'retry_at': due, 'target_status_code': unheld_sql(), **fields}
         EventLogMatch.update(**values).where(EventLogMatch.uuid.in_(rows)).execute()
