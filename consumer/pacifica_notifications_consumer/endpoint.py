@@ -73,11 +73,14 @@ class Endpoint:
             return 503, {'message': 'not taking events now'}
         try:
             Webhook(self.secret).verify(body, headers, json_parse=False)
-            event = json.loads(body)
-        except (WebhookVerificationError, ValueError) as exc:
+        except (WebhookVerificationError, ValueError) as exc:  # ValueError: a body that is not UTF-8
             return 401, {'message': f'not a delivery of our subscription: {exc}'}
+        try:
+            event = json.loads(body)
+        except ValueError:
+            event = None
         if not isinstance(event, dict):
-            return 400, {'message': 'not a structured event'}
+            return 400, {'message': 'not a structured event (a JSON object)'}
         if self.own(event):
             return 200, {'status': 'ignored', 'message': 'made by this consumer'}
         if not self.queue.add(event):

@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import __version__, environment, jobs, package, running
+from . import __version__, environment, jobenv, jobs, package, running
 from .endpoint import Endpoint
 from .package import ConsumerError
 from .producer import Producer
@@ -48,7 +48,9 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument('--public-url', help='the URL the producer delivers to (default: http://LISTEN/receive)')
     parse.add_argument('--cart-url', default='', help="Pacifica's cart service, for download()")
     parse.add_argument('--ingest-url', default='', help="Pacifica's ingest service, for upload()")
-    parse.add_argument('--policy-url', default='', help="Pacifica's policy service, for upload()")
+    parse.add_argument(
+        '--policy-url', default='', help="Pacifica's policy service, for entry points that ask it (upload() does not)"
+    )
     parse.add_argument('--workers', type=int, default=1, help='jobs run at once (default 1)')
     parse.add_argument('--work-dir', type=Path, help='where jobs and their files are kept (default: ./<zip name>.work)')
     parse.add_argument('--time-limit', type=float, default=3600.0, help='seconds one job may run (default 3600)')
@@ -131,10 +133,10 @@ class Runner:
     def job_env(self) -> dict[str, str]:
         return {
             **os.environ,
-            'PACIFICA_CART_URL': self.args.cart_url,
-            'PACIFICA_INGEST_URL': self.args.ingest_url,
-            'PACIFICA_POLICY_URL': self.args.policy_url,
-            'PACIFICA_CONSUMER_ID': self.ident,
+            jobenv.CART_URL: self.args.cart_url,
+            jobenv.INGEST_URL: self.args.ingest_url,
+            jobenv.POLICY_URL: self.args.policy_url,
+            jobenv.CONSUMER_ID: self.ident,
         }
 
     def work_loop(self, halt: threading.Event) -> None:

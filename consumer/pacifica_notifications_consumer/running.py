@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
+from . import jobenv
 from .package import ENTRY_POINT, ConsumerError
 
 #: Bytes of stdout and stderr kept in a :class:`JobResult`.
 TAIL_BYTES = 4096
 #: Seconds between looks at the entry point, the clock and the stop event.
 POLL = 0.05
-FAILURES_ENV = 'PACIFICA_CONSUMER_FAILURES'
 
 
 @dataclass
@@ -70,7 +70,7 @@ def run_job(
 
     python = Path(os.path.abspath(python))
     child_env = dict(env)
-    child_env[FAILURES_ENV] = str(failures_file)
+    child_env[jobenv.FAILURES] = str(failures_file)
     # As in an activated environment: tools that requirements.txt installed are found by name.
     child_env['PATH'] = os.pathsep.join(filter(None, [str(python.parent), env.get('PATH')]))
     with open(stdout_file, 'wb') as out, open(stderr_file, 'wb') as err:

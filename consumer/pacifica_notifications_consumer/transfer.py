@@ -58,10 +58,12 @@ from typing import IO, Any, Callable, Optional
 import requests
 from promise import Promise
 
+from . import jobenv
+
 #: The key of the key-value ``upload()`` marks its transaction with; its value is the consumer's id.
 MARK_KEY = 'pacifica-notifications-consumer'
 #: Environment variable naming a file that gets one JSON line per rejection no handler received.
-FAILURES_ENV = 'PACIFICA_CONSUMER_FAILURES'
+FAILURES_ENV = jobenv.FAILURES
 
 PROJECT = 'Transactions.project'
 PROPOSAL = 'Transactions.proposal'
@@ -233,7 +235,7 @@ def download(src: str | os.PathLike[str], *, cart_url: Optional[str] = None, tim
     ``$PACIFICA_CART_URL``; ``timeout`` bounds the wait for the cart service to stage the files.
     """
     return TrackedPromise(
-        lambda resolve, _: resolve(_download(Path(src), cart_url or os.environ.get('PACIFICA_CART_URL', ''), timeout))
+        lambda resolve, _: resolve(_download(Path(src), cart_url or os.environ.get(jobenv.CART_URL, ''), timeout))
     )
 
 
@@ -266,7 +268,7 @@ def _download(src: Path, cart_url: str, timeout: float) -> dict[str, Any]:
     downloads.mkdir(parents=True, exist_ok=True)
     if wanted:  # the cart service never finishes a cart without files
         if not cart_url:
-            raise TransferError('no cart service: set PACIFICA_CART_URL or pass cart_url=')
+            raise TransferError(f'no cart service: set {jobenv.CART_URL} or pass cart_url=')
         cart = f'{cart_url.rstrip("/")}/{uuid.uuid4()}'
         with requests.Session() as http:
             fileids = [
@@ -371,8 +373,8 @@ def upload(
     ``pacifica-notifications-consumer`` = the consumer's id (``$PACIFICA_CONSUMER_ID``), so the
     runner can drop the events it causes.  Rejects with :class:`TransferError` if ingest fails.
     """
-    url = ingest_url or os.environ.get('PACIFICA_INGEST_URL', '')
-    ident = consumer_id or os.environ.get('PACIFICA_CONSUMER_ID') or 'unknown'
+    url = ingest_url or os.environ.get(jobenv.INGEST_URL, '')
+    ident = consumer_id or os.environ.get(jobenv.CONSUMER_ID) or 'unknown'
     return TrackedPromise(lambda resolve, _: resolve(_upload(Path(dst), attributes, key_values, url, ident, timeout)))
 
 
@@ -473,7 +475,7 @@ def _upload(
     if not uploads.is_dir():
         raise TransferError(f'{uploads}: no such folder (the files to upload go there)')
     if not url:
-        raise TransferError('no ingest service: set PACIFICA_INGEST_URL or pass ingest_url=')
+        raise TransferError(f'no ingest service: set {jobenv.INGEST_URL} or pass ingest_url=')
     metadata = transaction_metadata(attributes, key_values, ident)
     with tempfile.TemporaryFile() as tar, requests.Session() as http:
         bundle(uploads, metadata, tar)

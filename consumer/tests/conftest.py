@@ -12,7 +12,7 @@ CONSUMER = Path(__file__).resolve().parents[1]
 if str(CONSUMER) not in sys.path:
     sys.path.insert(0, str(CONSUMER))
 
-from pacifica_notifications_consumer import transfer  # noqa: E402
+from pacifica_notifications_consumer import jobenv, transfer  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def _own_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     Left in the library, an unhandled rejection would be printed at exit.
     """
-    for name in (transfer.FAILURES_ENV, 'PACIFICA_CART_URL', 'PACIFICA_INGEST_URL', 'PACIFICA_CONSUMER_ID'):
+    for name in (jobenv.FAILURES, jobenv.CART_URL, jobenv.INGEST_URL, jobenv.POLICY_URL, jobenv.CONSUMER_ID):
         monkeypatch.delenv(name, raising=False)
     yield
     with transfer._lock:

@@ -32,8 +32,11 @@ def endpoint(tmp_path: Path):
     queue.close()
 
 
-def deliver(endpoint: Endpoint, event: dict, secret: str = SECRET, body: bytes | None = None) -> requests.Response:
-    raw = json.dumps(event).encode()
+def deliver(
+    endpoint: Endpoint, event: dict, secret: str = SECRET, body: bytes | None = None, raw: bytes | None = None
+) -> requests.Response:
+    """POST ``event`` (or the bytes ``raw``) signed with ``secret``; ``body`` replaces what is sent after signing."""
+    raw = raw if raw is not None else json.dumps(event).encode()
     msg_id = 'msg-' + str(time.monotonic_ns())
     signature = Webhook(secret).sign(msg_id, datetime.now(timezone.utc), raw.decode())
     headers = {'webhook-id': msg_id, 'webhook-timestamp': str(int(time.time())), 'webhook-signature': signature}
@@ -54,6 +57,13 @@ def test_unsigned_or_tampered_deliveries_are_refused(endpoint):
     assert deliver(endpoint, {'eventID': 'e2', 'source': '/s'}, secret=other).status_code == 401
     assert deliver(endpoint, {'eventID': 'e3', 'source': '/s'}, body=b'{"eventID": "e4"}').status_code == 401
     assert requests.post(f'http://127.0.0.1:{endpoint.port}/receive', data=b'{}', timeout=10).status_code == 401
+    assert endpoint.queue.counts()['queued'] == 0
+
+
+def test_a_signed_body_that_is_not_a_json_object_is_400(endpoint):
+    for raw in (b'[1, 2]', b'not json'):
+        answer = deliver(endpoint, {}, raw=raw)
+        assert answer.status_code == 400 and 'not a structured event' in answer.json()['message'], answer.text
     assert endpoint.queue.counts()['queued'] == 0
 
 
